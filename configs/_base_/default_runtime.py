@@ -1,0 +1,18 @@
+# Runtime shared by every config of this project (mmseg 1.x conventions).
+# ``custom_imports`` registers our modules, so plain mmseg tools work too.
+default_scope = 'mmseg'
+custom_imports = dict(imports=['deeplabplus_mm'], allow_failed_imports=False)
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # tools/train.py switches to gloo when torch has no CUDA.
+    dist_cfg=dict(backend='nccl'),
+)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(
+    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+tta_model = dict(type='SegTTAModel')

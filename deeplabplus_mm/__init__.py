@@ -1,0 +1,12 @@
+"""deeplabplus-mm: TF-faithful DeepLab v3+ for mmsegmentation 1.x.
+
+Importing the package registers everything in mmseg's registries, so a config
+needs only ``custom_imports = dict(imports=['deeplabplus_mm'])``.
+"""
+from . import models  # noqa: F401
+from .engine import register_safe_checkpoints
+from .version import __version__
+
+register_safe_checkpoints()
+
+__all__ = ['__version__']

@@ -1,0 +1,3 @@
+from .aligned_xception import AlignedXception
+
+__all__ = ['AlignedXception']

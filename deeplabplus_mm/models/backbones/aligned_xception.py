@@ -1,0 +1,299 @@
+"""Aligned Xception (Xception-41/65/71) exactly as TensorFlow DeepLab builds it.
+
+Reference: ``research/deeplab/core/xception.py`` of tensorflow/models, and the
+numerical rules collected in ``shared/tf_deeplab/README.md``. The module tree
+mirrors TensorFlow's variable scopes, so that a TF variable name maps to a
+PyTorch parameter name by a handful of renames (see
+:mod:`deeplabplus_mm.converters.tf_deeplab`)::
+
+    xception_65/entry_flow/conv1_1/weights
+        -> entry_flow.conv1_1.conv.weight
+    xception_65/middle_flow/block1/unit_3/xception_module/separable_conv2_depthwise/BatchNorm/gamma
+        -> middle_flow.block1.unit_3.separable_conv2.depthwise_conv.bn.weight
+"""
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class BlockSetting(NamedTuple):
+    """One TF ``xception_block``: ``num_units`` identical xception modules."""
+    scope: str  # TF scope, e.g. 'entry_flow/block1'
+    depths: Tuple[int, int, int]  # output channels of the 3 separable convs
+    num_units: int
+    stride: int  # stride of every unit (applied on the 3rd conv + shortcut)
+    skip: str  # 'conv' (1x1 conv + BN), 'sum' (identity) or 'none'
+    act_in_sepconv: bool = False  # ReLU inside (True) or before (False)
+    multi_grid: bool = False  # unit rates come from ``multi_grid``
+
+
+def _entry(index, depth, stride):
+    return BlockSetting(f'entry_flow/block{index}', (depth, ) * 3, 1, stride,
+                        'conv')
+
+
+def _arch(entry, middle_units):
+    return entry + [
+        BlockSetting('middle_flow/block1', (728, ) * 3, middle_units, 1,
+                     'sum'),
+        BlockSetting('exit_flow/block1', (728, 1024, 1024), 1, 2, 'conv'),
+        BlockSetting('exit_flow/block2', (1536, 1536, 2048), 1, 1, 'none',
+                     act_in_sepconv=True, multi_grid=True),
+    ]
+
+
+# xception.xception_41 / xception_65_factory / xception_71_factory.
+ARCH_SETTINGS = {
+    41: _arch([_entry(1, 128, 2), _entry(2, 256, 2), _entry(3, 728, 2)], 8),
+    65: _arch([_entry(1, 128, 2), _entry(2, 256, 2), _entry(3, 728, 2)], 16),
+    71: _arch([_entry(1, 128, 2), _entry(2, 256, 1), _entry(3, 256, 2),
+               _entry(4, 728, 1), _entry(5, 728, 2)], 16),
+}
+# The block whose unit_1 'separable_conv2_pointwise' output (pre-ReLU, stride
+# 4, 256 channels) feeds the decoder (feature_extractor.networks_to_feature_maps).
+LOW_LEVEL_BLOCK = {41: 'entry_flow/block2', 65: 'entry_flow/block2',
+                   71: 'entry_flow/block3'}
+
+
+class XceptionModule(BaseModule):
+    """TF ``xception_module``: three separable 3x3 convs plus a skip.
+
+    With ``act_in_sepconv=False`` a ReLU is applied to the *input* of each
+    separable conv (out of place: the skip must see the pre-ReLU input) and
+    none inside; with ``True`` each separable conv is dw-BN-ReLU-pw-BN-ReLU.
+    The stride sits on the 3rd depthwise conv and on the 1x1 shortcut; the
+    depthwise convs use ``rate * unit_rates[i]``. Every 3x3 conv pads
+    symmetrically by its dilation, which equals both TF's explicit
+    ``fixed_padding`` (stride 2) and 'SAME' (stride 1).
+
+    ``forward`` returns ``(output, separable_conv2_output)``; the latter is the
+    decoder's low-level end point in one block of the network.
+    """
+
+    def __init__(self, in_channels, depths, stride, rate, unit_rates, skip,
+                 act_in_sepconv, norm_cfg, with_cp=False, init_cfg=None):
+        super().__init__(init_cfg)
+        if skip not in ('conv', 'sum', 'none'):
+            raise ValueError(f'unknown skip type {skip!r}')
+        if skip == 'sum' and (stride != 1 or in_channels != depths[-1]):
+            raise ValueError('an identity skip needs stride 1 and equal '
+                             'input/output channels')
+        self.skip = skip
+        self.act_in_sepconv = act_in_sepconv
+        self.with_cp = with_cp
+        act_cfg = dict(type='ReLU') if act_in_sepconv else None
+        channels = in_channels
+        for i, depth in enumerate(depths):
+            dilation = rate * unit_rates[i]
+            self.add_module(
+                f'separable_conv{i + 1}',
+                DepthwiseSeparableConvModule(
+                    channels,
+                    depth,
+                    3,
+                    stride=stride if i == 2 else 1,
+                    padding=dilation,
+                    dilation=dilation,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg))
+            channels = depth
+        if skip == 'conv':
+            self.shortcut = ConvModule(
+                in_channels,
+                depths[-1],
+                1,
+                stride=stride,
+                bias=False,
+                norm_cfg=norm_cfg,
+                act_cfg=None)
+
+    def _forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        out = x
+        for i in range(3):
+            if not self.act_in_sepconv:
+                out = F.relu(out)  # never in place: ``x`` is the skip input
+            out = getattr(self, f'separable_conv{i + 1}')(out)
+            if i == 1:
+                low_level = out
+        if self.skip == 'conv':
+            out = out + self.shortcut(x)
+        elif self.skip == 'sum':
+            out = out + x
+        return out, low_level
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+@MODELS.register_module()
+class AlignedXception(BaseModule):
+    """Aligned Xception backbone of TensorFlow DeepLab (v3+).
+
+    The architecture is data (:data:`ARCH_SETTINGS`); output stride becomes
+    stride and atrous rate of every unit in one loop, as TF's
+    ``stack_blocks_dense`` does: once the running stride reaches the target
+    (``output_stride / 2`` after the stride-2 stem), units run with stride 1
+    at the current rate, and the rate is multiplied by the unit's nominal
+    stride afterwards.
+
+    Features (indices for ``out_indices``; negative indices count from the
+    end): ``0`` is the decoder's low-level feature (the pre-ReLU BN output of
+    ``separable_conv2`` in unit 1 of entry block 2, block 3 for Xception-71;
+    stride 4, 256 channels); ``1..n`` are the outputs of the n blocks in
+    order (entry blocks, middle flow, exit block 1, exit block 2 = the final
+    2048-channel feature).
+
+    Args:
+        arch (int): 41, 65 or 71.
+        output_stride (int): 8, 16 or 32 (32 = the ImageNet classifier).
+        multi_grid (Sequence[int]): Unit rates of the three depthwise convs in
+            exit block 2 (TF ``multi_grid``). Default: (1, 1, 1).
+        out_indices (Sequence[int]): Features to return. Default: (0, -1),
+            the two inputs of the DeepLab v3+ head.
+        frozen_stages (int): Freeze the stem (0) and the first
+            ``frozen_stages`` blocks; -1 freezes nothing.
+        norm_cfg (dict): Norm layer config. Default: BN with TF's epsilon
+            1e-3 and momentum 1 - 0.9997.
+        norm_eval (bool): Keep norm layers in eval mode while training.
+        with_cp (bool): Gradient checkpointing of every unit.
+        init_cfg (dict | list[dict], optional): Initialisation config, e.g.
+            ``dict(type='Pretrained', checkpoint='xception65_imagenet.pth')``
+            for a backbone converted by ``tools/convert_tf_checkpoint.py``.
+    """
+
+    arch_settings = ARCH_SETTINGS
+
+    def __init__(self,
+                 arch: int = 65,
+                 output_stride: int = 16,
+                 multi_grid: Sequence[int] = (1, 1, 1),
+                 out_indices: Sequence[int] = (0, -1),
+                 frozen_stages: int = -1,
+                 norm_cfg: dict = dict(
+                     type='BN', eps=1e-3, momentum=3e-4, requires_grad=True),
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None):
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='Kaiming', layer='Conv2d'),
+                dict(type='Constant', val=1, layer=['_BatchNorm'])
+            ]
+        super().__init__(init_cfg)
+        if arch not in self.arch_settings:
+            raise ValueError(f'arch must be one of {sorted(ARCH_SETTINGS)}, '
+                             f'got {arch!r}')
+        if output_stride not in (8, 16, 32):
+            raise ValueError('output_stride must be 8, 16 or 32, got '
+                             f'{output_stride!r}')
+        if len(multi_grid) != 3 or any(int(r) < 1 for r in multi_grid):
+            raise ValueError('multi_grid must hold 3 positive rates, got '
+                             f'{multi_grid!r}')
+        blocks = self.arch_settings[arch]
+        num_features = len(blocks) + 1
+        if not out_indices:
+            raise ValueError('out_indices must not be empty')
+        self.out_indices = []
+        for index in out_indices:
+            if not -num_features <= index < num_features:
+                raise ValueError(f'out_indices {tuple(out_indices)} out of '
+                                 f'range for {num_features} features')
+            self.out_indices.append(index % num_features)
+        if not -1 <= frozen_stages <= len(blocks):
+            raise ValueError(f'frozen_stages must be in [-1, {len(blocks)}], '
+                             f'got {frozen_stages}')
+        self.arch = arch
+        self.output_stride = output_stride
+        self.multi_grid = tuple(int(r) for r in multi_grid)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+        def stem_conv(in_channels, out_channels, stride):
+            return ConvModule(in_channels, out_channels, 3, stride=stride,
+                              padding=1, bias=False, norm_cfg=norm_cfg,
+                              act_cfg=dict(type='ReLU'))
+
+        self.entry_flow = nn.ModuleDict(
+            dict(conv1_1=stem_conv(3, 32, 2), conv1_2=stem_conv(32, 64, 1)))
+        self.middle_flow = nn.ModuleDict()
+        self.exit_flow = nn.ModuleDict()
+
+        # stack_blocks_dense: the stem already has stride 2.
+        target_stride, current_stride, rate = output_stride // 2, 1, 1
+        in_channels = 64
+        self.block_names: List[str] = []  # module paths, in forward order
+        self.feature_channels = [256]  # low-level feature, then blocks
+        self.feature_strides = [4]
+        self.block_rates = []  # (stride, rate) actually used per block
+        for block in blocks:
+            flow, name = block.scope.split('/')
+            units = nn.ModuleDict()
+            for u in range(block.num_units):
+                if current_stride == target_stride:
+                    stride, unit_rate = 1, rate
+                    rate *= block.stride
+                else:
+                    stride, unit_rate = block.stride, 1
+                    current_stride *= block.stride
+                units[f'unit_{u + 1}'] = XceptionModule(
+                    in_channels, block.depths, stride, unit_rate,
+                    self.multi_grid if block.multi_grid else (1, 1, 1),
+                    block.skip, block.act_in_sepconv, norm_cfg, with_cp)
+                in_channels = block.depths[-1]
+            getattr(self, flow)[name] = units
+            self.block_names.append(f'{flow}.{name}')
+            self.block_rates.append((stride, unit_rate))
+            self.feature_channels.append(in_channels)
+            self.feature_strides.append(2 * current_stride)
+        if current_stride != target_stride:
+            raise ValueError(f'output_stride {output_stride} cannot be '
+                             'reached')
+        self.low_level_block = self.block_names.index(
+            LOW_LEVEL_BLOCK[arch].replace('/', '.'))
+        self._freeze_stages()
+
+    @property
+    def blocks(self) -> List[nn.ModuleDict]:
+        return [self.get_submodule(name) for name in self.block_names]
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        x = self.entry_flow.conv1_1(x)
+        x = self.entry_flow.conv1_2(x)
+        features = [None]
+        for i, block in enumerate(self.blocks):
+            for u, unit in enumerate(block.values()):
+                x, low_level = unit(x)
+                if u == 0 and i == self.low_level_block:
+                    features[0] = low_level
+            features.append(x)
+        return tuple(features[i] for i in self.out_indices)
+
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        frozen = [self.entry_flow.conv1_1, self.entry_flow.conv1_2]
+        frozen += self.blocks[:self.frozen_stages]
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        """Keep frozen stages and, with ``norm_eval``, all norms in eval."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self

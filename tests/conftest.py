@@ -1,0 +1,59 @@
+"""Shared fixtures: repository paths, the TF references, generated data and
+a helper that runs our tools like a user does (subprocess)."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def tf_refs_dir():
+    """``shared/tf_deeplab`` (TensorFlow's own outputs): $DEEPLAB_TF_REFS or
+    ``<repo>/../shared/tf_deeplab``."""
+    return os.environ.get('DEEPLAB_TF_REFS',
+                          osp.join(REPO, '..', 'shared', 'tf_deeplab'))
+
+
+@pytest.fixture(scope='session')
+def tf_refs():
+    path = tf_refs_dir()
+    if not osp.isdir(osp.join(path, 'xception65_os16')):
+        pytest.skip(f'TF references not found at {path} (set '
+                    'DEEPLAB_TF_REFS)')
+    return path
+
+
+@pytest.fixture(scope='session')
+def tf_weights(tf_refs):
+    """The ``weights`` module of the references (numpy only)."""
+    sys.path.insert(0, tf_refs)
+    try:
+        import weights
+    finally:
+        sys.path.remove(tf_refs)
+    return weights
+
+
+@pytest.fixture(scope='session')
+def synth_voc(tmp_path_factory):
+    """A tiny synthetic VOC-layout data set: 8 train, 3 val images."""
+    from deeplabplus_mm.datasets.synthetic import make_synthetic_voc
+    root = str(tmp_path_factory.mktemp('synthvoc'))
+    make_synthetic_voc(root, num_train=8, num_val=3, size_range=(61, 83),
+                       seed=1)
+    return root
+
+
+def run_tool(*args, cwd=REPO, timeout=600, check=True, env=None):
+    """Run ``python ARGS...`` in the repo like a user; return the output."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=full_env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args} exited with {proc.returncode}:\n'
+                             f'{proc.stdout[-6000:]}')
+    return proc

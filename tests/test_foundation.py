@@ -1,0 +1,202 @@
+"""The foundation works like a user runs it: train -> resume -> test (with
+and without TTA) through our tools, plain mmseg's runner through
+``custom_imports`` alone, and checkpoints that load with weights_only."""
+import os.path as osp
+import pickle
+import re
+import textwrap
+
+import pytest
+import torch
+
+from conftest import REPO, run_tool
+
+DEMO_CONFIG = osp.join(
+    REPO, 'configs/demo/deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py')
+
+
+def write_config(tmp_path, data_root, max_iters):
+    cfg = tmp_path / f'tiny_{max_iters}.py'
+    cfg.write_text(textwrap.dedent(f"""\
+        _base_ = [{DEMO_CONFIG!r}]
+        data_root = {data_root!r}
+        train_dataloader = dict(
+            batch_size=2, num_workers=0, persistent_workers=False,
+            dataset=dict(data_root=data_root))
+        val_dataloader = dict(
+            num_workers=0, persistent_workers=False,
+            dataset=dict(data_root=data_root))
+        test_dataloader = val_dataloader
+        param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0,
+                                begin=0, end={max_iters}, by_epoch=False)]
+        train_cfg = dict(max_iters={max_iters}, val_interval=2)
+        default_hooks = dict(logger=dict(interval=1),
+                             checkpoint=dict(interval=2, max_keep_ckpts=3))
+        """))
+    return str(cfg)
+
+
+def miou(output):
+    found = re.findall(r'mIoU: (\d+\.\d+)', output)
+    assert found, output[-3000:]
+    return float(found[-1])
+
+
+def test_train_resume_test_tta(tmp_path, synth_voc):
+    work_dir = str(tmp_path / 'work')
+    out = run_tool('tools/train.py', write_config(tmp_path, synth_voc, 2),
+                   '--work-dir', work_dir).stdout
+    assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
+    assert 0 <= miou(out) <= 100
+    # --resume picks up iter_2.pth and continues to a higher iteration.
+    out = run_tool('tools/train.py', write_config(tmp_path, synth_voc, 4),
+                   '--work-dir', work_dir, '--resume').stdout
+    assert 'resumed epoch: 0, iter: 2' in out, out[-3000:]
+    assert re.search(r'Iter\(train\) \[3/4\]', out)
+    assert osp.isfile(osp.join(work_dir, 'iter_4.pth'))
+    ckpt = torch.load(osp.join(work_dir, 'iter_4.pth'))  # weights_only
+    assert ckpt['meta']['iter'] == 4
+    for extra in ([], ['--tta']):
+        out = run_tool('tools/test.py', write_config(tmp_path, synth_voc, 4),
+                       osp.join(work_dir, 'iter_4.pth'), '--work-dir',
+                       work_dir, *extra).stdout
+        assert 0 <= miou(out) <= 100
+        assert 'per class results' in out
+
+
+def test_custom_imports_route_in_plain_mmseg(tmp_path, synth_voc):
+    """A config that only has custom_imports works with mmengine's runner
+    without anyone importing deeplabplus_mm first."""
+    cfg = tmp_path / 'user_config.py'
+    cfg.write_text(textwrap.dedent(f"""\
+        custom_imports = dict(imports=['deeplabplus_mm'],
+                              allow_failed_imports=False)
+        default_scope = 'mmseg'
+        model = dict(
+            type='EncoderDecoder',
+            data_preprocessor=dict(type='SegDataPreProcessor',
+                                   mean=[127.5] * 3, std=[127.5] * 3,
+                                   bgr_to_rgb=True, size=(65, 65)),
+            backbone=dict(type='AlignedXception', arch=41),
+            decode_head=dict(type='DeepLabV3PlusTFHead', in_channels=2048,
+                             in_index=1, channels=32, num_classes=21,
+                             c1_channels=8, align_corners=True,
+                             norm_cfg=dict(type='BN', eps=1e-5)))
+        pipeline = [dict(type='LoadImageFromFile'),
+                    dict(type='LoadAnnotations'),
+                    dict(type='RandomCrop', crop_size=(65, 65)),
+                    dict(type='PackSegInputs')]
+        train_dataloader = dict(
+            batch_size=2, num_workers=0,
+            sampler=dict(type='InfiniteSampler', shuffle=True),
+            dataset=dict(type='PascalVOCDataset', data_root={synth_voc!r},
+                         data_prefix=dict(img_path='JPEGImages',
+                                          seg_map_path='SegmentationClass'),
+                         ann_file='ImageSets/Segmentation/train.txt',
+                         pipeline=pipeline))
+        optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01))
+        train_cfg = dict(type='IterBasedTrainLoop', max_iters=2)
+        default_hooks = dict(checkpoint=dict(type='CheckpointHook',
+                                             by_epoch=False, interval=2))
+        """))
+    script = textwrap.dedent(f"""\
+        import sys
+        from mmengine.config import Config
+        from mmengine.runner import Runner
+        assert 'deeplabplus_mm' not in sys.modules
+        cfg = Config.fromfile({str(cfg)!r})
+        cfg.work_dir = {str(tmp_path / 'work')!r}
+        runner = Runner.from_cfg(cfg)
+        assert 'deeplabplus_mm' in sys.modules
+        print('BACKBONE', type(runner.model.backbone).__name__)
+        runner.train()
+        """)
+    out = run_tool('-c', script).stdout
+    assert 'BACKBONE AlignedXception' in out
+    assert osp.isfile(tmp_path / 'work' / 'iter_2.pth')
+
+
+def _pickle_call(*ops):
+    """Raw protocol-2 pickle bytes (no Python object needed to build it)."""
+    return b'\x80\x02' + b''.join(ops) + b'.'
+
+
+def _str(s):
+    data = s.encode()
+    return b'X' + len(data).to_bytes(4, 'little') + data
+
+
+def _evil_system(marker):
+    # posix.system('touch MARKER')
+    return _pickle_call(b'cposix\nsystem\n', _str(f'touch {marker}'),
+                        b'\x85R')
+
+
+def _evil_getattr(marker):
+    # getattr(__import__('os'), 'system')('touch MARKER')
+    return _pickle_call(b'c__builtin__\ngetattr\n',
+                        b'c__builtin__\n__import__\n', _str('os'), b'\x85R',
+                        _str('system'), b'\x86R', _str(f'touch {marker}'),
+                        b'\x85R')
+
+
+def _write_checkpoint_with_pickle(path, payload):
+    """A torch zip checkpoint whose data.pkl is ``payload``."""
+    import zipfile
+    torch.save({'state_dict': {}}, path)
+    with zipfile.ZipFile(path) as z:
+        entries = {n: z.read(n) for n in z.namelist()}
+    with zipfile.ZipFile(path, 'w') as z:
+        for name, data in entries.items():
+            z.writestr(name, payload if name.endswith('/data.pkl') else data)
+
+
+@pytest.mark.parametrize('evil', [_evil_system, _evil_getattr])
+def test_malicious_checkpoint_is_refused(tmp_path, evil):
+    import deeplabplus_mm  # noqa: F401  (registers the allow-list)
+    from mmengine.runner.checkpoint import _load_checkpoint
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    _write_checkpoint_with_pickle(path, evil(marker))
+    # the payload is live: plain pickle would run it
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(pickle.UnpicklingError, match='Weights only load'):
+        torch.load(path)
+    with pytest.raises(pickle.UnpicklingError):
+        _load_checkpoint(str(path), map_location='cpu')  # mmengine's path
+    assert not marker.exists()
+    # tools/test.py refuses it too, with torch's message, running nothing.
+    out = run_tool('tools/test.py', DEMO_CONFIG, str(path), '--work-dir',
+                   str(tmp_path / 'w'), check=False)
+    assert out.returncode != 0
+    assert 'Weights only load failed' in out.stdout
+    assert not marker.exists()
+
+
+def test_history_buffer_checkpoint_is_plain_data(tmp_path):
+    import deeplabplus_mm  # noqa: F401
+    from mmengine.logging import HistoryBuffer, MessageHub
+    from torch.serialization import get_unsafe_globals_in_checkpoint
+    hub = MessageHub.get_instance('plain_data_test')
+    for v in (3.0, 1.0, 2.0):
+        hub.update_scalar('train/loss', v)
+    import numpy as np
+    hub.update_info('eta', np.float64(12.5))
+    path = tmp_path / 'hub.pth'
+    torch.save({'message_hub': hub.state_dict()}, path)
+    # every global in the file is on our allow-list; no getattr, no arrays
+    assert get_unsafe_globals_in_checkpoint(str(path)) == []
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        pkl = z.read(next(n for n in z.namelist() if n.endswith('data.pkl')))
+    assert b'HistoryBuffer' in pkl
+    assert b'getattr' not in pkl and b'_reconstruct' not in pkl
+    loaded = torch.load(path)['message_hub']
+    buf = loaded['log_scalars']['train/loss']
+    assert isinstance(buf, HistoryBuffer)
+    assert buf.mean() == 2.0 and buf.min() == 1.0 and buf.current() == 2.0
+    assert loaded['runtime_info']['eta'] == 12.5
