@@ -15,7 +15,7 @@ head_norm_cfg = dict(
     type='SyncBN', eps=1e-5, momentum=0.05, requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch=41, norm_cfg=norm_cfg),
+    backbone=dict(arch=41, norm_cfg=norm_cfg, init_cfg=None),  # from scratch
     decode_head=dict(norm_cfg=head_norm_cfg))
 
 train_pipeline = [

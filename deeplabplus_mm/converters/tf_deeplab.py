@@ -106,6 +106,37 @@ def map_name(tf_name: str, segmentor: bool = True) -> Optional[str]:
     return f'{module}.{table[leaf]}'
 
 
+# Inverse renames, used only to name the TF variable a model parameter
+# expects in error messages; every result is checked against map_name.
+_INVERSE_TABLE: List[Tuple[str, str]] = [
+    (r'^decode_head\.conv_seg\.weight$', 'logits/semantic/weights'),
+    (r'^decode_head\.conv_seg\.bias$', 'logits/semantic/biases'),
+    (r'(depthwise_conv)\.conv\.weight$', r'\1/depthwise_weights'),
+    (r'\.conv\.weight$', '/weights'),
+    (r'\.bn\.weight$', '/BatchNorm/gamma'),
+    (r'\.bn\.bias$', '/BatchNorm/beta'),
+    (r'\.bn\.running_mean$', '/BatchNorm/moving_mean'),
+    (r'\.bn\.running_var$', '/BatchNorm/moving_variance'),
+    (r'(unit_\d+)\.', r'\1/xception_module/'),
+    (r'\.(depthwise|pointwise)_conv', r'_\1'),
+    (r'aspp\.(\d)', r'aspp\1'),
+    (r'(feature_projection0|decoder_conv\d)', r'decoder/\1'),
+    (r'^decode_head\.', ''),
+]
+
+
+def expected_tf_name(key: str, arch: int) -> Optional[str]:
+    """The TF variable that :func:`map_name` maps to ``key``, or None."""
+    name = key.replace('backbone.', f'xception_{arch}/', 1)
+    for pattern, repl in _INVERSE_TABLE:
+        name = re.sub(pattern, repl, name)
+    name = name.replace('.', '/')
+    segmentor = key.startswith(('backbone.', 'decode_head.'))
+    if not segmentor:
+        name = f'xception_{arch}/{name}'
+    return name if map_name(name, segmentor) == key else None
+
+
 def to_torch_layout(tf_name: str, value: np.ndarray) -> np.ndarray:
     """Conv ``[kh,kw,cin,cout]`` -> ``[cout,cin,kh,kw]``; depthwise
     ``[kh,kw,c,1]`` -> ``[c,1,kh,kw]``; others unchanged."""
@@ -197,11 +228,11 @@ def convert(tf_tensors: Mapping,
             value = value[1:]
         state_dict[key] = torch.from_numpy(np.ascontiguousarray(value))
     if expected is not None:
-        _check_complete(state_dict, expected, sources)
+        _check_complete(state_dict, expected, sources, info.arch)
     return state_dict, info, sorted(ignored)
 
 
-def _check_complete(state_dict, expected, sources):
+def _check_complete(state_dict, expected, sources, arch):
     for key, shape in expected.items():
         if key.endswith('num_batches_tracked') and key not in state_dict:
             state_dict[key] = torch.zeros((), dtype=torch.long)
@@ -214,7 +245,10 @@ def _check_complete(state_dict, expected, sources):
     problems = []
     if missing:
         problems.append(f'{len(missing)} model parameters have no TF '
-                        f'variable: {_head(missing)}')
+                        'variable: ' + _head([
+                            f'{expected_tf_name(k, arch) or "?"} (for {k})'
+                            for k in missing
+                        ]))
     if unexpected:
         problems.append(f'{len(unexpected)} TF variables fit no model '
                         'parameter: ' +

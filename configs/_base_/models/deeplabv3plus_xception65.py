@@ -23,7 +23,12 @@ model = dict(
         out_indices=(0, -1),
         norm_cfg=norm_cfg,
         norm_eval=False,
-        with_cp=False),
+        with_cp=False,
+        # The TF model zoo's ImageNet checkpoint, converted with
+        # tools/convert_tf_checkpoint.py (see README).
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/xception65_imagenet.pth')),
     decode_head=dict(
         type='DeepLabV3PlusTFHead',
         in_channels=2048,

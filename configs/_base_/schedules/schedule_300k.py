@@ -1,0 +1,13 @@
+# DeepLab's recipe (see schedule_30k.py) over 300k iterations.
+_base_ = './schedule_30k.py'
+param_scheduler = [
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        begin=0,
+        end=300000,
+        by_epoch=False)
+]
+train_cfg = dict(max_iters=300000, val_interval=30000)
+default_hooks = dict(checkpoint=dict(interval=30000))

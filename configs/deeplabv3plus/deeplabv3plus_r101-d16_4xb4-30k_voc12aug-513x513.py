@@ -1,0 +1,4 @@
+_base_ = './deeplabv3plus_r101-d8_4xb4-30k_voc12aug-513x513.py'
+model = dict(
+    backbone=dict(dilations=(1, 1, 1, 2), strides=(1, 2, 2, 1)),
+    decode_head=dict(dilations=(1, 6, 12, 18)))

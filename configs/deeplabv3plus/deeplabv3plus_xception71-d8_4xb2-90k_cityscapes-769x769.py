@@ -1,0 +1,7 @@
+_base_ = './deeplabv3plus_xception65-d8_4xb2-90k_cityscapes-769x769.py'
+model = dict(
+    backbone=dict(
+        arch=71,
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/xception71_imagenet.pth')))
