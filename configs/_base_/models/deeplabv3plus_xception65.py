@@ -46,6 +46,10 @@ model = dict(
         norm_cfg=head_norm_cfg,
         align_corners=True,
         loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+            # TF averages over the non-ignored pixels (SUM_BY_NONZERO_WEIGHTS).
+            type='CrossEntropyLoss',
+            use_sigmoid=False,
+            loss_weight=1.0,
+            avg_non_ignore=True)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))

@@ -1,0 +1,3 @@
+from .load_voc_annotations import LoadVOCAnnotations
+
+__all__ = ['LoadVOCAnnotations']
