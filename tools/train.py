@@ -6,6 +6,7 @@ import logging
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
@@ -68,8 +69,11 @@ def main():
             assert cfg.optim_wrapper.type == 'OptimWrapper', (
                 '`--amp` is only supported when the optimizer wrapper type '
                 f'is `OptimWrapper` but got {cfg.optim_wrapper.type}.')
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
+            if torch.cuda.is_available():
+                cfg.optim_wrapper.type = 'AmpOptimWrapper'
+                cfg.optim_wrapper.loss_scale = 'dynamic'
+            else:  # mmengine's AmpOptimWrapper refuses CPU: bf16 autocast
+                cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
     cfg.resume = args.resume
     setup_launcher(cfg)
     if 'runner_type' not in cfg:

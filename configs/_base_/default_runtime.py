@@ -16,3 +16,5 @@ log_level = 'INFO'
 load_from = None
 resume = False
 tta_model = dict(type='SegTTAModel')
+# RNG states travel in checkpoints: --resume continues bit-identically.
+custom_hooks = [dict(type='RandomStateHook')]

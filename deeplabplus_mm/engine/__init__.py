@@ -1,8 +1,10 @@
 from .checkpoint import register_safe_checkpoints
+from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
+from .distributed import (CPUDistributedDataParallel, CPUSyncBatchNorm,
+                          setup_launcher)
+from .random_state_hook import RandomStateHook
 
-
-def setup_launcher(cfg):
-    return cfg
-
-
-__all__ = ['register_safe_checkpoints', 'setup_launcher']
+__all__ = [
+    'CPUAmpOptimWrapper', 'CPUDistributedDataParallel', 'CPUSyncBatchNorm',
+    'RandomStateHook', 'register_safe_checkpoints', 'setup_launcher'
+]

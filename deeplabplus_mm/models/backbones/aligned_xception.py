@@ -11,6 +11,7 @@ PyTorch parameter name by a handful of renames (see
     xception_65/middle_flow/block1/unit_3/xception_module/separable_conv2_depthwise/BatchNorm/gamma
         -> middle_flow.block1.unit_3.separable_conv2.depthwise_conv.bn.weight
 """
+import contextlib
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch.nn as nn
@@ -60,6 +61,23 @@ ARCH_SETTINGS = {
 # 4, 256 channels) feeds the decoder (feature_extractor.networks_to_feature_maps).
 LOW_LEVEL_BLOCK = {41: 'entry_flow/block2', 65: 'entry_flow/block2',
                    71: 'entry_flow/block3'}
+
+
+class _KeepNormStats:
+    """Undo BN running-stat updates made inside the block: gradient
+    checkpointing re-runs the forward pass during backward, which must not
+    count the batch twice."""
+
+    def __init__(self, module: nn.Module):
+        self.norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+
+    def __enter__(self):
+        self.saved = [[b.clone() for b in m.buffers()] for m in self.norms]
+
+    def __exit__(self, *exc):
+        for m, saved in zip(self.norms, self.saved):
+            for buf, value in zip(m.buffers(), saved):
+                buf.copy_(value)
 
 
 class XceptionModule(BaseModule):
@@ -130,7 +148,12 @@ class XceptionModule(BaseModule):
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
+            return cp.checkpoint(
+                self._forward,
+                x,
+                use_reentrant=False,
+                context_fn=lambda: (contextlib.nullcontext(),
+                                    _KeepNormStats(self)))
         return self._forward(x)
 
 

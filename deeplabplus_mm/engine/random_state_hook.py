@@ -1,0 +1,47 @@
+"""Resume bit-identically: carry torch's random state in checkpoints.
+
+mmengine restores weights, optimizer, schedulers and the data order on
+resume: it re-draws the first ``iter`` batches, which also replays the numpy
+/ ``random`` draws of the data pipeline. It does not restore torch's random
+state of the main process, so dropout masks after a resume differ from an
+uninterrupted run. This hook saves torch's CPU (and CUDA) generator states
+with every checkpoint and puts them back just before the first training
+step after a resume, i.e. after mmengine has replayed the data loader (the
+batch of that step is already fetched). numpy / ``random`` are deliberately
+not restored: the replay reproduces them, and rewinding them would repeat
+the draws of the batch just fetched.
+"""
+import torch
+from mmengine.hooks import Hook
+from mmseg.registry import HOOKS
+
+KEY = 'torch_random_state'
+
+
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Save torch RNG states in checkpoints; restore them when resuming."""
+
+    priority = 'VERY_LOW'
+
+    def __init__(self):
+        self._pending = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = dict(cpu=torch.get_rng_state())
+        if torch.cuda.is_available():
+            state['cuda'] = torch.cuda.get_rng_state_all()
+        checkpoint[KEY] = state
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # load_from (fine-tuning) must not replay the old run's randomness.
+        if getattr(runner, '_resume', False):
+            self._pending = checkpoint.get(KEY)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None):
+        if self._pending is None:
+            return
+        torch.set_rng_state(self._pending['cpu'])
+        if 'cuda' in self._pending and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self._pending['cuda'])
+        self._pending = None

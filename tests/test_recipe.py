@@ -1,0 +1,133 @@
+"""DeepLab's training recipe reaches the optimizer; AMP runs on CPU; a
+killed run resumes to bit-identical weights."""
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from conftest import REPO, run_tool
+
+ZOO = osp.join(REPO, 'configs/deeplabv3plus/'
+               'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py')
+DEMO = osp.join(REPO, 'configs/demo/'
+                'deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py')
+
+
+def _kind(name, module):
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+        return 'norm'
+    if name.endswith('bias'):
+        return 'bias'
+    if module.groups == module.in_channels and module.groups > 1:
+        return 'depthwise'
+    return 'conv'
+
+
+def test_optimizer_has_tf_weight_decay_per_parameter_kind():
+    import deeplabplus_mm  # noqa: F401
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.optim import build_optim_wrapper
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    cfg = Config.fromfile(ZOO)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    optim = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    assert isinstance(optim, torch.optim.SGD)
+    group_of = {id(p): g for g in optim.param_groups for p in g['params']}
+    modules = dict(model.named_modules())
+    kinds = {}
+    for name, param in model.named_parameters():
+        group = group_of.pop(id(param))  # every parameter, exactly once
+        kind = _kind(name, modules[name.rpartition('.')[0]])
+        expected = 4e-5 if kind == 'conv' else 0.0
+        assert group['weight_decay'] == pytest.approx(expected), name
+        assert group['lr'] == pytest.approx(0.007)
+        assert group['momentum'] == 0.9
+        kinds[kind] = kinds.get(kind, 0) + 1
+    assert not group_of
+    # BN gamma/beta are trained (not frozen, not forgotten)
+    assert kinds['norm'] > 100 and kinds['depthwise'] > 50
+    assert kinds['bias'] == 1  # the logits conv only
+    (poly, ) = cfg.param_scheduler
+    assert (poly.type, poly.power, poly.eta_min, poly.end) == ('PolyLR', 0.9,
+                                                              0.0, 30000)
+    norms = [m for m in model.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert all(m.momentum == pytest.approx(3e-4) for m in norms)
+
+
+@pytest.mark.parametrize('name,lr', [
+    ('deeplabv3plus_xception65-d16_4xb2-90k_cityscapes-769x769.py', 0.0035),
+    ('deeplabv3plus_xception71-d8_4xb4-150k_ade20k-513x513.py', 0.007),
+])
+def test_learning_rate_scales_with_stated_batch(name, lr):
+    cfg = Config.fromfile(osp.join(REPO, 'configs/deeplabv3plus', name))
+    gpus, batch = name.split('_')[2].split('-')[0].split('xb')
+    assert int(gpus) * int(batch) * 0.007 / 16 == pytest.approx(lr)
+    assert cfg.train_dataloader.batch_size == int(batch)
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(lr)
+
+
+def _tiny_config(tmp_path, data_root, max_iters, extra=''):
+    cfg = tmp_path / f'tiny_{max_iters}.py'
+    cfg.write_text(textwrap.dedent(f"""\
+        _base_ = [{DEMO!r}]
+        data_root = {data_root!r}
+        train_dataloader = dict(
+            batch_size=2, num_workers=0, persistent_workers=False,
+            dataset=dict(data_root=data_root))
+        val_dataloader = dict(
+            num_workers=0, persistent_workers=False,
+            dataset=dict(data_root=data_root))
+        test_dataloader = val_dataloader
+        param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0,
+                                begin=0, end={max_iters}, by_epoch=False)]
+        train_cfg = dict(max_iters={max_iters}, val_interval=1000)
+        default_hooks = dict(logger=dict(interval=1),
+                             checkpoint=dict(interval=1, max_keep_ckpts=10))
+        randomness = dict(seed=0, deterministic=True)
+        """) + extra)
+    return str(cfg)
+
+
+def test_amp_trains_on_cpu(tmp_path, synth_voc):
+    out = run_tool('tools/train.py', _tiny_config(tmp_path, synth_voc, 2),
+                   '--amp', '--work-dir', str(tmp_path / 'w')).stdout
+    assert "type='CPUAmpOptimWrapper'" in out
+    losses = [float(v) for v in
+              __import__('re').findall(r' loss: (\d+\.\d+)', out)]
+    assert len(losses) == 2 and all(0 < v < 100 for v in losses)
+
+
+def test_killed_run_resumes_bit_identically(tmp_path, synth_voc):
+    cfg = _tiny_config(tmp_path, synth_voc, 6)
+    ref_dir, dir_ = tmp_path / 'uninterrupted', tmp_path / 'killed'
+    run_tool('tools/train.py', cfg, '--work-dir', str(ref_dir))
+    proc = subprocess.Popen(
+        [sys.executable, 'tools/train.py', cfg, '--work-dir', str(dir_)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = dir_ / 'last_checkpoint'
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and 'iter_3.pth' in last.read_text():
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    assert proc.wait() == -signal.SIGKILL, 'the run ended before iter 3'
+    assert not (dir_ / 'iter_6.pth').exists()
+    out = run_tool('tools/train.py', cfg, '--work-dir', str(dir_),
+                   '--resume').stdout
+    assert 'resumed epoch: 0, iter:' in out
+    ref = torch.load(ref_dir / 'iter_6.pth')['state_dict']
+    got = torch.load(dir_ / 'iter_6.pth')['state_dict']
+    assert ref.keys() == got.keys()
+    differing = [k for k in ref if not torch.equal(ref[k], got[k])]
+    assert not differing, differing[:5]
