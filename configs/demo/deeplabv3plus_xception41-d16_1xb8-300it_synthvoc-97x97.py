@@ -10,9 +10,8 @@ crop_size = (97, 97)
 data_root = 'data/synthvoc'
 # A from-scratch run of a few hundred iterations: TF's BN momentum 3e-4
 # would leave the running statistics at their initial values.
-norm_cfg = dict(type='SyncBN', eps=1e-3, momentum=0.05, requires_grad=True)
-head_norm_cfg = dict(
-    type='SyncBN', eps=1e-5, momentum=0.05, requires_grad=True)
+norm_cfg = dict(type='SyncBN', eps=1e-3, momentum=0.1, requires_grad=True)
+head_norm_cfg = dict(type='SyncBN', eps=1e-5, momentum=0.1, requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(arch=41, norm_cfg=norm_cfg, init_cfg=None),  # from scratch
@@ -52,8 +51,8 @@ tta_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=8,
-    num_workers=1,
-    persistent_workers=True,
+    num_workers=0,  # loading is ~1% of a step; a worker would compete
+    persistent_workers=False,  # with the 2 compute threads
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type='PascalVOCDataset',
@@ -64,8 +63,8 @@ train_dataloader = dict(
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,
-    num_workers=1,
-    persistent_workers=True,
+    num_workers=0,
+    persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type='PascalVOCDataset',
@@ -78,12 +77,26 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
+# From scratch, AdamW converges several times faster than the DeepLab SGD
+# recipe, which is meant for fine-tuning ImageNet weights (measured on this
+# data: SGD lr 0.05 reached 49% mIoU after 200 iterations, AdamW 86% after
+# 150). Weight decay spares norms, biases and depthwise weights as in TF.
 iters = 300
-optimizer = dict(lr=0.01)
-optim_wrapper = dict(optimizer=optimizer)
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0, bias_decay_mult=0.0, dwconv_decay_mult=0.0))
 param_scheduler = [
-    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=iters,
-         by_epoch=False)
+    dict(type='LinearLR', start_factor=0.1, begin=0, end=30, by_epoch=False),
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=0.9,
+        begin=30,
+        end=iters,
+        by_epoch=False)
 ]
 train_cfg = dict(max_iters=iters, val_interval=100)
 default_hooks = dict(

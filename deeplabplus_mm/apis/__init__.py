@@ -1,0 +1,3 @@
+from .inference import Segmenter
+
+__all__ = ['Segmenter']
