@@ -3,7 +3,7 @@
 Importing the package registers everything in mmseg's registries, so a config
 needs only ``custom_imports = dict(imports=['deeplabplus_mm'])``.
 """
-from . import datasets, models  # noqa: F401
+from . import datasets, evaluation, models  # noqa: F401
 from .engine import register_safe_checkpoints
 from .version import __version__
 

@@ -10,6 +10,7 @@ from mmengine.runner import Runner
 
 import deeplabplus_mm  # noqa: F401  (registers modules, safe checkpoints)
 from deeplabplus_mm.engine import setup_launcher
+from deeplabplus_mm.evaluation import add_voc_submission_writer
 
 
 def parse_args():
@@ -25,7 +26,8 @@ def parse_args():
         '--out',
         type=str,
         help='the directory to save output prediction for offline '
-        'evaluation')
+        'evaluation; for VOC-class datasets also the VOC server layout '
+        'results/VOC2012/Segmentation/comp6_test_cls/<name>.png')
     parser.add_argument(
         '--show', action='store_true', help='show prediction results')
     parser.add_argument(
@@ -91,6 +93,8 @@ def main():
     if args.out is not None:
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
+        # + palette PNGs in the VOC server layout for VOC-class datasets
+        add_voc_submission_writer(cfg, args.out)
     setup_launcher(cfg)
     runner = Runner.from_cfg(cfg)
     runner.test()

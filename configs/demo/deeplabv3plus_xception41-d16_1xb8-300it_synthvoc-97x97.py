@@ -1,7 +1,8 @@
 # `make demo`: DeepLab v3+ with aligned Xception-41 (OS 16) trained from
 # scratch on the synthetic VOC-layout data set (deeplabplus_mm.datasets.
 # synthetic) on 2 CPU cores in minutes. Same code path as the real configs:
-# VOC dataset class, split files, SegDataPreProcessor, TTA, IoUMetric.
+# our VOC dataset class and checked annotation loading, split files,
+# SegDataPreProcessor, TTA, IoUMetric.
 _base_ = [
     '../_base_/models/deeplabv3plus_xception65.py',
     '../_base_/default_runtime.py', '../_base_/schedules/schedule_30k.py'
@@ -19,7 +20,7 @@ model = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='LoadVOCAnnotations', num_classes=21),
     dict(
         type='RandomResize',
         scale=(130, 130),
@@ -31,7 +32,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='LoadVOCAnnotations', num_classes=21),
     dict(type='PackSegInputs')
 ]
 img_ratios = [0.75, 1.0, 1.25]
@@ -46,7 +47,7 @@ tta_pipeline = [
                     [
                         dict(type='RandomFlip', prob=0., direction='horizontal'),
                         dict(type='RandomFlip', prob=1., direction='horizontal')
-                    ], [dict(type='LoadAnnotations')],
+                    ], [dict(type='LoadVOCAnnotations', num_classes=21)],
                     [dict(type='PackSegInputs')]])
 ]
 train_dataloader = dict(
@@ -55,7 +56,7 @@ train_dataloader = dict(
     persistent_workers=False,  # with the 2 compute threads
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
-        type='PascalVOCDataset',
+        type='PascalVOCAugDataset',
         data_root=data_root,
         data_prefix=dict(
             img_path='JPEGImages', seg_map_path='SegmentationClass'),
@@ -67,7 +68,7 @@ val_dataloader = dict(
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='PascalVOCDataset',
+        type='PascalVOCAugDataset',
         data_root=data_root,
         data_prefix=dict(
             img_path='JPEGImages', seg_map_path='SegmentationClass'),

@@ -26,6 +26,9 @@ class VOCLayoutDataset(BaseSegDataset):
         check_files: Check at start-up that the listed files exist (local
             files only; skipped when ``backend_args`` selects another file
             backend).
+        has_labels: False for splits without label maps (e.g. VOC test):
+            images only, for ``tools/test.py --out`` with
+            ``test_evaluator.format_only=True``.
         img_suffix: Image file suffix.
         seg_map_suffix: Label map file suffix.
         **kwargs: Passed to mmseg's ``BaseSegDataset``.
@@ -37,10 +40,12 @@ class VOCLayoutDataset(BaseSegDataset):
     def __init__(self,
                  ann_file: str,
                  check_files: bool = True,
+                 has_labels: bool = True,
                  img_suffix: str = '.jpg',
                  seg_map_suffix: str = '.png',
                  **kwargs) -> None:
         self.check_files = check_files
+        self.has_labels = has_labels
         super().__init__(
             ann_file=ann_file,
             img_suffix=img_suffix,
@@ -63,7 +68,8 @@ class VOCLayoutDataset(BaseSegDataset):
             raise FileNotFoundError(
                 f'split list {self.ann_file} not found. {self.missing_hint}')
         img_dir = self.data_prefix.get('img_path') or ''
-        seg_dir = self.data_prefix.get('seg_map_path')
+        seg_dir = (self.data_prefix.get('seg_map_path')
+                   if self.has_labels else None)
         data_list = []
         for name in read_split_names(self.ann_file):
             info = dict(
