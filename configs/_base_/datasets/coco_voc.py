@@ -5,75 +5,22 @@
 # stay in data_root/SPLIT/ or data_root/images/SPLIT/ (found automatically).
 # Validation here is COCO-VOC val2017; leaf configs that pre-train for VOC
 # may validate on VOC 2012 val instead (see pascal_voc12_aug.py).
-# TF DeepLab's training recipe:
-# * random scale factor in {0.5, 0.75, ..., 2.0} (min_scale_factor 0.5,
-#   max_scale_factor 2.0, scale_factor_step_size 0.25),
-# * random 513x513 crop, no cat_max_ratio,
-# * random left-right flip,
-# * and nothing else: PhotoMetricDistortion is not part of TF DeepLab's
-#   recipe, so it is left out on purpose.
-# Crops smaller than crop_size are padded by the model's SegDataPreProcessor
-# (leaf configs set data_preprocessor.size = crop_size): images with 0 after
-# normalisation (= TF's mean-pixel padding), labels with 255 (ignored).
-# Evaluation: original resolution, no resize (as TF evaluates).
+# Pipelines and TF DeepLab's recipe as in pascal_voc12.py.
+_base_ = './pascal_voc12.py'
 dataset_type = 'COCOVOCDataset'
 data_root = 'data/coco'
-crop_size = (513, 513)
-scale_factors = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadVOCAnnotations', num_classes=21),
-    dict(
-        type='RandomChoice',
-        transforms=[[dict(type='Resize', scale_factor=s, keep_ratio=True)]
-                    for s in scale_factors]),
-    dict(type='RandomCrop', crop_size=crop_size),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadVOCAnnotations', num_classes=21),
-    dict(type='PackSegInputs')
-]
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [
-                dict(type='Resize', scale_factor=r, keep_ratio=True)
-                for r in img_ratios
-            ],
-            [
-                dict(type='RandomFlip', prob=0., direction='horizontal'),
-                dict(type='RandomFlip', prob=1., direction='horizontal')
-            ],
-            [dict(type='LoadVOCAnnotations', num_classes=21)],
-            [dict(type='PackSegInputs')],
-        ])
-]
 train_dataloader = dict(
-    batch_size=4,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
+        _delete_=True,
         type=dataset_type,
         data_root=data_root,
         split='train2017',
-        pipeline=train_pipeline))
+        pipeline={{_base_.train_pipeline}}))
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
+        _delete_=True,
         type=dataset_type,
         data_root=data_root,
         split='val2017',
-        pipeline=test_pipeline))
+        pipeline={{_base_.test_pipeline}}))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator

@@ -1,80 +1,8 @@
 # PASCAL Context, 59 classes (background ignored: PascalContextDataset59's
 # reduce_zero_label=True maps 0 to 255): train (4,996 images) / val (5,104
-# images). Make SegmentationClassContext/ with mmseg's
-# tools/dataset_converters/pascal_context.py.
-# TF DeepLab's training recipe (research/deeplab/train.py defaults):
-# * random scale factor in {0.5, 0.75, ..., 2.0} (min_scale_factor 0.5,
-#   max_scale_factor 2.0, scale_factor_step_size 0.25),
-# * random 513x513 crop, no cat_max_ratio,
-# * random left-right flip,
-# * and nothing else: PhotoMetricDistortion is not part of TF DeepLab's
-#   recipe, so it is left out on purpose.
-# Crops smaller than crop_size are padded by the model's SegDataPreProcessor
-# (leaf configs set data_preprocessor.size = crop_size): images with 0 after
-# normalisation (= TF's mean-pixel padding), labels with 255 (ignored).
-# Evaluation: original resolution, no resize (as TF evaluates).
+# images); everything else as in pascal_context.py.
+_base_ = './pascal_context.py'
 dataset_type = 'PascalContextDataset59'
-data_root = 'data/VOCdevkit/VOC2010'
-crop_size = (513, 513)
-scale_factors = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(
-        type='RandomChoice',
-        transforms=[[dict(type='Resize', scale_factor=s, keep_ratio=True)]
-                    for s in scale_factors]),
-    dict(type='RandomCrop', crop_size=crop_size),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
-]
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [
-                dict(type='Resize', scale_factor=r, keep_ratio=True)
-                for r in img_ratios
-            ],
-            [
-                dict(type='RandomFlip', prob=0., direction='horizontal'),
-                dict(type='RandomFlip', prob=1., direction='horizontal')
-            ],
-            [dict(type='LoadAnnotations')],
-            [dict(type='PackSegInputs')],
-        ])
-]
-train_dataloader = dict(
-    batch_size=4,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(
-            img_path='JPEGImages', seg_map_path='SegmentationClassContext'),
-        ann_file='ImageSets/SegmentationContext/train.txt',
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(
-            img_path='JPEGImages', seg_map_path='SegmentationClassContext'),
-        ann_file='ImageSets/SegmentationContext/val.txt',
-        pipeline=test_pipeline))
+train_dataloader = dict(dataset=dict(type=dataset_type))
+val_dataloader = dict(dataset=dict(type=dataset_type))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator

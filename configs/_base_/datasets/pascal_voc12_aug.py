@@ -1,82 +1,16 @@
 # PASCAL VOC 2012 + SBD ("VOC-aug"): trainaug (10,582 images) / VOC val
-# (1,449 images), trained with TF DeepLab's recipe:
-# * random scale factor in {0.5, 0.75, ..., 2.0} (min_scale_factor 0.5,
-#   max_scale_factor 2.0, scale_factor_step_size 0.25),
-# * random 513x513 crop, no cat_max_ratio,
-# * random left-right flip,
-# * and nothing else: PhotoMetricDistortion is not part of TF DeepLab's
-#   recipe, so it is left out on purpose.
-# Crops smaller than crop_size are padded by the model's SegDataPreProcessor
-# (leaf configs set data_preprocessor.size = crop_size): images with 0 after
-# normalisation (= TF's mean-pixel padding), labels with 255 (ignored).
-# Evaluation: original resolution, no resize (as TF evaluates).
+# (1,449 images); pipelines and TF DeepLab's recipe as in pascal_voc12.py.
 # Make SegmentationClassAug/ and ImageSets/Segmentation/trainaug.txt with
 # tools/dataset_converters/voc_aug.py, or use DrSleep's SegmentationClassAug
 # with ann_file pointing at your list (see PascalVOCAugDataset). The datasets
 # check at start-up that every listed file exists; LoadVOCAnnotations checks
 # each mask (single channel, image size, labels 0..20 or 255).
+_base_ = './pascal_voc12.py'
 dataset_type = 'PascalVOCAugDataset'
-data_root = 'data/VOCdevkit/VOC2012'
-crop_size = (513, 513)
-scale_factors = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadVOCAnnotations', num_classes=21),
-    dict(
-        type='RandomChoice',
-        transforms=[[dict(type='Resize', scale_factor=s, keep_ratio=True)]
-                    for s in scale_factors]),
-    dict(type='RandomCrop', crop_size=crop_size),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadVOCAnnotations', num_classes=21),
-    dict(type='PackSegInputs')
-]
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [
-                dict(type='Resize', scale_factor=r, keep_ratio=True)
-                for r in img_ratios
-            ],
-            [
-                dict(type='RandomFlip', prob=0., direction='horizontal'),
-                dict(type='RandomFlip', prob=1., direction='horizontal')
-            ],
-            [dict(type='LoadVOCAnnotations', num_classes=21)],
-            [dict(type='PackSegInputs')],
-        ])
-]
 train_dataloader = dict(
-    batch_size=4,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(
-            img_path='JPEGImages', seg_map_path='SegmentationClassAug'),
-        ann_file='ImageSets/Segmentation/trainaug.txt',
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        data_prefix=dict(
-            img_path='JPEGImages', seg_map_path='SegmentationClass'),
-        ann_file='ImageSets/Segmentation/val.txt',
-        pipeline=test_pipeline))
+        data_prefix=dict(seg_map_path='SegmentationClassAug'),
+        ann_file='ImageSets/Segmentation/trainaug.txt'))
+val_dataloader = dict(dataset=dict(type=dataset_type))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
