@@ -4,10 +4,13 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CONFIG = osp.join(
+    REPO, 'configs/demo/deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py')
 
 
 def tf_refs_dir():
@@ -57,3 +60,32 @@ def run_tool(*args, cwd=REPO, timeout=600, check=True, env=None):
         raise AssertionError(f'{args} exited with {proc.returncode}:\n'
                              f'{proc.stdout[-6000:]}')
     return proc
+
+
+def tiny_config(tmp_path, data_root, max_iters, val_interval=2,
+                checkpoint_interval=2, deterministic=False):
+    """The demo config on ``data_root`` with batch 2, no loader workers and
+    a ``max_iters`` schedule; returns its path (a user's config file)."""
+    cfg = tmp_path / f'tiny_{max_iters}.py'
+    cfg.write_text(textwrap.dedent(f"""\
+        _base_ = [{DEMO_CONFIG!r}]
+        data_root = {data_root!r}
+        train_dataloader = dict(
+            batch_size=2, num_workers=0, persistent_workers=False,
+            dataset=dict(data_root=data_root))
+        val_dataloader = dict(
+            num_workers=0, persistent_workers=False,
+            dataset=dict(data_root=data_root))
+        test_dataloader = val_dataloader
+        param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0,
+                                begin=0, end={max_iters}, by_epoch=False)]
+        train_cfg = dict(max_iters={max_iters}, val_interval={val_interval})
+        default_hooks = dict(
+            logger=dict(interval=1),
+            checkpoint=dict(interval={checkpoint_interval},
+                            max_keep_ckpts=10))
+        """))
+    if deterministic:
+        with open(cfg, 'a') as f:
+            f.write('randomness = dict(seed=0, deterministic=True)\n')
+    return str(cfg)

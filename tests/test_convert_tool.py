@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, run_tool
+from conftest import run_tool
 from deeplabplus_mm.converters import write_checkpoint
 
 ZOO_CONFIG = ('configs/deeplabv3plus/'

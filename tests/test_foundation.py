@@ -9,32 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import REPO, run_tool
-
-DEMO_CONFIG = osp.join(
-    REPO, 'configs/demo/deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py')
-
-
-def write_config(tmp_path, data_root, max_iters):
-    cfg = tmp_path / f'tiny_{max_iters}.py'
-    cfg.write_text(textwrap.dedent(f"""\
-        _base_ = [{DEMO_CONFIG!r}]
-        data_root = {data_root!r}
-        train_dataloader = dict(
-            batch_size=2, num_workers=0, persistent_workers=False,
-            dataset=dict(data_root=data_root))
-        val_dataloader = dict(
-            num_workers=0, persistent_workers=False,
-            dataset=dict(data_root=data_root))
-        test_dataloader = val_dataloader
-        param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0,
-                                begin=0, end={max_iters}, by_epoch=False)]
-        train_cfg = dict(max_iters={max_iters}, val_interval=2)
-        default_hooks = dict(logger=dict(interval=1),
-                             checkpoint=dict(interval=2, max_keep_ckpts=3))
-        """))
-    return str(cfg)
-
+from conftest import DEMO_CONFIG, run_tool, tiny_config
 
 def miou(output):
     found = re.findall(r'mIoU: (\d+\.\d+)', output)
@@ -44,12 +19,12 @@ def miou(output):
 
 def test_train_resume_test_tta(tmp_path, synth_voc):
     work_dir = str(tmp_path / 'work')
-    out = run_tool('tools/train.py', write_config(tmp_path, synth_voc, 2),
+    out = run_tool('tools/train.py', tiny_config(tmp_path, synth_voc, 2),
                    '--work-dir', work_dir).stdout
     assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
     assert 0 <= miou(out) <= 100
     # --resume picks up iter_2.pth and continues to a higher iteration.
-    out = run_tool('tools/train.py', write_config(tmp_path, synth_voc, 4),
+    out = run_tool('tools/train.py', tiny_config(tmp_path, synth_voc, 4),
                    '--work-dir', work_dir, '--resume').stdout
     assert 'resumed epoch: 0, iter: 2' in out, out[-3000:]
     assert re.search(r'Iter\(train\) \[3/4\]', out)
@@ -57,7 +32,7 @@ def test_train_resume_test_tta(tmp_path, synth_voc):
     ckpt = torch.load(osp.join(work_dir, 'iter_4.pth'))  # weights_only
     assert ckpt['meta']['iter'] == 4
     for extra in ([], ['--tta']):
-        out = run_tool('tools/test.py', write_config(tmp_path, synth_voc, 4),
+        out = run_tool('tools/test.py', tiny_config(tmp_path, synth_voc, 4),
                        osp.join(work_dir, 'iter_4.pth'), '--work-dir',
                        work_dir, *extra).stdout
         assert 0 <= miou(out) <= 100

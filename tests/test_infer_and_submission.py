@@ -7,10 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, run_tool
-
-DEMO = osp.join(REPO, 'configs/demo/'
-                'deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py')
+from conftest import DEMO_CONFIG as DEMO
+from conftest import run_tool
 
 
 @pytest.fixture(scope='module')

@@ -5,19 +5,16 @@ import os.path as osp
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO, run_tool
+from conftest import REPO, run_tool, tiny_config
 
 ZOO = osp.join(REPO, 'configs/deeplabv3plus/'
                'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py')
-DEMO = osp.join(REPO, 'configs/demo/'
-                'deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py')
 
 
 def _kind(name, module):
@@ -76,30 +73,8 @@ def test_learning_rate_scales_with_stated_batch(name, lr):
     assert cfg.optim_wrapper.optimizer.lr == pytest.approx(lr)
 
 
-def _tiny_config(tmp_path, data_root, max_iters, extra=''):
-    cfg = tmp_path / f'tiny_{max_iters}.py'
-    cfg.write_text(textwrap.dedent(f"""\
-        _base_ = [{DEMO!r}]
-        data_root = {data_root!r}
-        train_dataloader = dict(
-            batch_size=2, num_workers=0, persistent_workers=False,
-            dataset=dict(data_root=data_root))
-        val_dataloader = dict(
-            num_workers=0, persistent_workers=False,
-            dataset=dict(data_root=data_root))
-        test_dataloader = val_dataloader
-        param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0,
-                                begin=0, end={max_iters}, by_epoch=False)]
-        train_cfg = dict(max_iters={max_iters}, val_interval=1000)
-        default_hooks = dict(logger=dict(interval=1),
-                             checkpoint=dict(interval=1, max_keep_ckpts=10))
-        randomness = dict(seed=0, deterministic=True)
-        """) + extra)
-    return str(cfg)
-
-
 def test_amp_trains_on_cpu(tmp_path, synth_voc):
-    out = run_tool('tools/train.py', _tiny_config(tmp_path, synth_voc, 2),
+    out = run_tool('tools/train.py', tiny_config(tmp_path, synth_voc, 2, deterministic=True),
                    '--amp', '--work-dir', str(tmp_path / 'w')).stdout
     assert "type='CPUAmpOptimWrapper'" in out
     losses = [float(v) for v in
@@ -108,7 +83,8 @@ def test_amp_trains_on_cpu(tmp_path, synth_voc):
 
 
 def test_killed_run_resumes_bit_identically(tmp_path, synth_voc):
-    cfg = _tiny_config(tmp_path, synth_voc, 6)
+    cfg = tiny_config(tmp_path, synth_voc, 6, val_interval=1000,
+                      checkpoint_interval=1, deterministic=True)
     ref_dir, dir_ = tmp_path / 'uninterrupted', tmp_path / 'killed'
     run_tool('tools/train.py', cfg, '--work-dir', str(ref_dir))
     proc = subprocess.Popen(

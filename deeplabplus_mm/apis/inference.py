@@ -6,7 +6,7 @@ Used by ``tools/infer.py`` and ``make demo``; works with checkpoints of
 augmentation.
 """
 import copy
-from typing import List, Optional, Tuple, Union
+from typing import List, Tuple, Union
 
 import numpy as np
 import torch
