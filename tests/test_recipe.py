@@ -107,3 +107,19 @@ def test_killed_run_resumes_bit_identically(tmp_path, synth_voc):
     assert ref.keys() == got.keys()
     differing = [k for k in ref if not torch.equal(ref[k], got[k])]
     assert not differing, differing[:5]
+
+
+def test_cpu_amp_wrapper_autocasts_to_bfloat16():
+    import deeplabplus_mm  # noqa: F401
+    from mmengine.optim import build_optim_wrapper
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    wrapper = build_optim_wrapper(
+        model, dict(type='CPUAmpOptimWrapper',
+                    optimizer=dict(type='SGD', lr=0.1)))
+    with wrapper.optim_context(model):
+        out = model(torch.randn(1, 3, 8, 8))
+    assert out.dtype == torch.bfloat16
+    loss = out.float().mean()
+    wrapper.update_params(loss)  # fp32 master weights, no loss scaling
+    assert model[0].weight.dtype == torch.float32
+    assert model(torch.randn(1, 3, 8, 8)).dtype == torch.float32

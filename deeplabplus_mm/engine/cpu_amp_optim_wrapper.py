@@ -3,7 +3,7 @@ from contextlib import contextmanager
 
 import torch
 from mmengine.optim import OptimWrapper
-from mmseg.registry import OPTIM_WRAPPERS
+from mmengine.registry import OPTIM_WRAPPERS
 
 
 @OPTIM_WRAPPERS.register_module()

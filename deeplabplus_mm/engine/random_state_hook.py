@@ -13,7 +13,7 @@ the draws of the batch just fetched.
 """
 import torch
 from mmengine.hooks import Hook
-from mmseg.registry import HOOKS
+from mmengine.registry import HOOKS
 
 KEY = 'torch_random_state'
 
