@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, run_tool, tiny_config
+from conftest import run_tool, tiny_config
 
 def miou(output):
     found = re.findall(r'mIoU: (\d+\.\d+)', output)
@@ -127,7 +127,7 @@ def _write_checkpoint_with_pickle(path, payload):
 
 
 @pytest.mark.parametrize('evil', [_evil_system, _evil_getattr])
-def test_malicious_checkpoint_is_refused(tmp_path, evil):
+def test_malicious_checkpoint_is_refused(tmp_path, synth_voc, evil):
     import deeplabplus_mm  # noqa: F401  (registers the allow-list)
     from mmengine.runner.checkpoint import _load_checkpoint
     marker = tmp_path / 'pwned'
@@ -145,8 +145,8 @@ def test_malicious_checkpoint_is_refused(tmp_path, evil):
         _load_checkpoint(str(path), map_location='cpu')  # mmengine's path
     assert not marker.exists()
     # tools/test.py refuses it too, with torch's message, running nothing.
-    out = run_tool('tools/test.py', DEMO_CONFIG, str(path), '--work-dir',
-                   str(tmp_path / 'w'), check=False)
+    out = run_tool('tools/test.py', tiny_config(tmp_path, synth_voc, 2),
+                   str(path), '--work-dir', str(tmp_path / 'w'), check=False)
     assert out.returncode != 0
     assert 'Weights only load failed' in out.stdout
     assert not marker.exists()
