@@ -175,8 +175,16 @@ def test_base_config_recipe(name):
     assert cfg.val_evaluator == dict(type='IoUMetric', iou_metrics=['mIoU'])
     assert cfg.test_evaluator == cfg.val_evaluator
 
-    train = [t['type'] for t in cfg.train_pipeline]
     loader = 'LoadVOCAnnotations' if name in VOC_LIKE else 'LoadAnnotations'
+    tta = cfg.tta_pipeline[1]['transforms']
+    if name.startswith('ade20k'):
+        # TF's ADE20K recipe resizes every image to a longer side of 513
+        # first (min/max_resize_value=513), in training and evaluation.
+        pre = dict(type='Resize', scale=(513, 513), keep_ratio=True)
+        assert cfg.train_pipeline.pop(2) == pre
+        assert cfg.test_pipeline.pop(1) == pre
+        assert tta.pop(0) == [pre]
+    train = [t['type'] for t in cfg.train_pipeline]
     assert train == [
         'LoadImageFromFile', loader, 'RandomChoice', 'RandomCrop',
         'RandomFlip', 'PackSegInputs'
@@ -193,13 +201,30 @@ def test_base_config_recipe(name):
     assert cfg.train_pipeline[4]['prob'] == 0.5
     assert [t['type'] for t in cfg.test_pipeline
             ] == ['LoadImageFromFile', loader, 'PackSegInputs']
-    tta = cfg.tta_pipeline[1]['transforms']
     assert [t['scale_factor']
             for t in tta[0]] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
     assert [t['prob'] for t in tta[1]] == [0., 1.]
     assert tta[2][0]['type'] == loader
     for key in ('train_pipeline', 'test_pipeline', 'tta_pipeline'):
         Compose(copy.deepcopy(cfg[key]))  # every transform is registered
+
+
+def test_ade20k_pipelines_resize_longer_side_to_513(tmp_path):
+    cfg = load_config('ade20k_513x513.py')
+    img = np.random.default_rng(0).integers(0, 255, (300, 700, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / 'a.jpg'), img)
+    cv2.imwrite(str(tmp_path / 'a.png'), np.full((300, 700), 5, np.uint8))
+    base = dict(img_path=str(tmp_path / 'a.jpg'),
+                seg_map_path=str(tmp_path / 'a.png'),
+                reduce_zero_label=True, seg_fields=[])
+    out = Compose(copy.deepcopy(cfg.test_pipeline))(copy.deepcopy(base))
+    assert tuple(out['inputs'].shape[1:]) == (220, 513)
+    assert out['data_samples'].ori_shape == (300, 700)
+    tta = Compose(copy.deepcopy(cfg.tta_pipeline))(copy.deepcopy(base))
+    shapes = sorted({tuple(x.shape[1:]) for x in tta['inputs']})
+    assert shapes[0] == (110, 257) and shapes[-1] == (385, 898)
+    train = Compose(copy.deepcopy(cfg.train_pipeline))(copy.deepcopy(base))
+    assert train['inputs'].shape[1] <= 513 and train['inputs'].shape[2] <= 513
 
 
 def test_voc_configs_build_and_train(voc):

@@ -44,10 +44,16 @@ class Segmenter:
         device: 'cpu' or 'cuda' (or 'cuda:N').
         tta: Use the config's ``tta_pipeline`` and ``tta_model`` (multi-scale
             + flip, merged as mmseg's SegTTAModel does).
+        fuse_conv_bn: Fold BatchNorm into the preceding convs
+            (:func:`~deeplabplus_mm.models.utils.fuse_conv_bn`): faster, same
+            predictions up to float rounding.
+        channels_last: Keep the weights in channels_last memory format
+            (faster convs on CPU).
     """
 
     def __init__(self, config: Union[str, Config], checkpoint: str,
-                 device: str = 'cpu', tta: bool = False):
+                 device: str = 'cpu', tta: bool = False,
+                 fuse_conv_bn: bool = False, channels_last: bool = False):
         import deeplabplus_mm  # noqa: F401  (registers our modules)
         from mmseg.registry import DATASETS, MODELS
         cfg = Config.fromfile(config) if isinstance(config, str) else config
@@ -70,6 +76,11 @@ class Segmenter:
             model.decode_head.num_classes)
         model.dataset_meta = dataset_meta
         model.eval().to(device)
+        if fuse_conv_bn:
+            from ..models.utils import fuse_conv_bn as fuse
+            fuse(model)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
         self.model = model
         self.tta = tta
         if tta:

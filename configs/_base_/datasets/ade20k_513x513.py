@@ -2,7 +2,11 @@
 # validation (2,000 images), 150 classes. Label 0 ("other") is ignored, as
 # TF DeepLab ignores it: ADE20KDataset's reduce_zero_label=True maps 0 to
 # 255 and 1..150 to 0..149.
-# TF DeepLab's training recipe (research/deeplab/train.py defaults):
+# TF DeepLab's ADE20K recipe (g3doc/ade20k.md: --min_resize_value=513
+# --max_resize_value=513 --resize_factor=16, for training and evaluation):
+# * every image first resized so that its longer side is 513 (TF also rounds
+#   the shorter side up to 16k+1, which mmcv's Resize cannot: the shorter
+#   side here is the aspect-preserving one, at most 15 px off),
 # * random scale factor in {0.5, 0.75, ..., 2.0} (min_scale_factor 0.5,
 #   max_scale_factor 2.0, scale_factor_step_size 0.25),
 # * random 513x513 crop, no cat_max_ratio,
@@ -12,14 +16,19 @@
 # Crops smaller than crop_size are padded by the model's SegDataPreProcessor
 # (leaf configs set data_preprocessor.size = crop_size): images with 0 after
 # normalisation (= TF's mean-pixel padding), labels with 255 (ignored).
-# Evaluation: original resolution, no resize (as TF evaluates).
+# Evaluation: the same longer-side-513 resize, padded to 513x513 by the
+# model's preprocessor (test_cfg); predictions are resized back to the
+# original image for the metric (mmseg's IoUMetric on the original labels;
+# TF scores the resized labels).
 dataset_type = 'ADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'
 crop_size = (513, 513)
 scale_factors = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+resize_to_513 = dict(type='Resize', scale=(513, 513), keep_ratio=True)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
+    resize_to_513,
     dict(
         type='RandomChoice',
         transforms=[[dict(type='Resize', scale_factor=s, keep_ratio=True)]
@@ -30,6 +39,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
+    resize_to_513,
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
@@ -39,6 +49,7 @@ tta_pipeline = [
     dict(
         type='TestTimeAug',
         transforms=[
+            [resize_to_513],
             [
                 dict(type='Resize', scale_factor=r, keep_ratio=True)
                 for r in img_ratios

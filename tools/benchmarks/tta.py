@@ -1,0 +1,252 @@
+"""Test-time augmentation: mmseg's SegTTAModel against the forwards it needs.
+
+    python tools/benchmarks/tta.py                     # xception65, 513x513
+    python tools/benchmarks/tta.py --arch 41 --size 193
+    python tools/benchmarks/tta.py --quick             # xception41, 97x97
+
+One image of ``size`` x ``size`` goes through the ``tta_pipeline`` of
+``configs/_base_/datasets/pascal_voc12_aug.py`` (6 scales 0.5..1.75, each
+with and without a horizontal flip: 12 inputs), collated as the test loader
+does, and then:
+
+1. ``SegTTAModel.test_step`` (data preprocessing, 12 predictions with
+   post-processing, merge), against the sum of the 12 bare network forwards
+   (``encode_decode`` on the preprocessed inputs) it runs: the overhead
+   ratio (goal <= 1.1); also the ratio to the time spent inside those
+   forwards during the same call (in-call), and to the 12 forwards when
+   they keep their logits to the end as the merge must.
+2. Per scale, the image and its mirror as one batch of 2 against two
+   batch-1 forwards.
+
+The model is the zoo config's (eval mode, random weights, SyncBN reverted)
+with the preprocessor's padding size set to ``size`` (the config pads to
+513 for 513 inputs). Warm-up, then the median of ``repeats``.
+"""
+import argparse
+import os.path as osp
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import common
+
+ZOO_CONFIG = osp.join('configs', 'deeplabv3plus',
+                      'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-'
+                      '513x513.py')
+
+
+def build(arch, size, channels_last=False):
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    import deeplabplus_mm  # noqa: F401
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(osp.join(common.REPO, ZOO_CONFIG))
+    cfg.model.backbone.arch = arch
+    cfg.model.backbone.init_cfg = None
+    cfg.model.data_preprocessor.test_cfg = dict(size=(size, size))
+    torch.manual_seed(0)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return cfg, model
+
+
+def tta_batch(cfg, size, folder):
+    """The test loader's batch of one image through the TTA pipeline."""
+    import cv2
+    from mmcv.transforms import Compose
+    from mmengine.dataset import pseudo_collate
+
+    from deeplabplus_mm.datasets.synthetic import make_sample, save_palette_png
+    img, label = make_sample(np.random.default_rng(0), size, size)
+    img_path, seg_path = osp.join(folder, 'img.jpg'), osp.join(folder,
+                                                               'seg.png')
+    cv2.imwrite(img_path, img)
+    save_palette_png(seg_path, label)
+    pipeline = Compose(cfg.tta_pipeline)
+    item = pipeline(dict(img_path=img_path, seg_map_path=seg_path,
+                         reduce_zero_label=False, seg_fields=[]))
+    return pseudo_collate([item])
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    common.add_common_args(parser,
+                           'smoke run: xception41 at 97x97, 1 repeat')
+    parser.add_argument('--arch', type=int, default=None,
+                        help='xception 41/65/71 (default 65; 41 quick)')
+    parser.add_argument('--size', type=int, default=None,
+                        help='image side (default 513; 97 quick)')
+    parser.add_argument('--repeats', type=int, default=None)
+    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--max-other-cores', type=float, default=0.25,
+                        help='retry a timed run (up to 3 times) when other '
+                        'processes used more CPU than this while it ran')
+    args = parser.parse_args()
+    args.arch = args.arch or (41 if args.quick else 65)
+    args.size = args.size or (97 if args.quick else 513)
+    args.repeats = args.repeats or (1 if args.quick else 5)
+    return args
+
+
+def main():
+    args = parse_args()
+    from mmseg.models import SegTTAModel
+    load = common.wait_for_quiet(args.max_load, args.patience)
+    threads = common.set_threads(args.threads)
+    print(common.describe_run())
+    print(common.machine_line(threads))
+    cfg, model = build(args.arch, args.size, args.channels_last)
+    fmt = (torch.channels_last if args.channels_last else
+           torch.contiguous_format)
+    with tempfile.TemporaryDirectory() as folder:
+        batch = tta_batch(cfg, args.size, folder)
+    tta = SegTTAModel(module=model).eval()
+    num_augs = len(batch['inputs'])
+    print(f'load average at start: {load:.2f}; xception{args.arch}, image '
+          f'{args.size}x{args.size}, {num_augs} TTA inputs, warm-up 1, '
+          f'median of {args.repeats}', flush=True)
+
+    # The 12 preprocessed inputs, as SegTTAModel's calls will make them.
+    singles = []
+    for idx in range(num_augs):
+        data = model.data_preprocessor(
+            dict(inputs=batch['inputs'][idx],
+                 data_samples=batch['data_samples'][idx]), False)
+        metas = [s.metainfo for s in data['data_samples']]
+        singles.append((data['inputs'].contiguous(memory_format=fmt), metas))
+
+    # Time spent inside the network forwards during each TTA call: the
+    # in-call overhead ratio does not depend on drift between separately
+    # timed runs.
+    forward = model.encode_decode
+    inside, in_call_ratios = [], []
+
+    def timed_forward(*a, **k):
+        start = time.perf_counter()
+        out = forward(*a, **k)
+        inside[-1] += time.perf_counter() - start
+        return out
+
+    def run_tta():
+        inside.append(0.)
+        model.encode_decode = timed_forward
+        try:
+            with torch.no_grad():
+                start = time.perf_counter()
+                tta.test_step(batch)
+                total = time.perf_counter() - start
+        finally:
+            del model.encode_decode  # back to the class's method
+        in_call_ratios.append(total / inside[-1])
+
+    def run_singles():
+        with torch.no_grad():
+            for x, metas in singles:
+                model.encode_decode(x, metas)
+
+    def run_singles_keep():
+        """The same forwards keeping each one's logits at the image's size
+        until the end, as the TTA merge must (memory held between them)."""
+        kept = []
+        with torch.no_grad():
+            for x, metas in singles:
+                logits = model.encode_decode(x, metas)
+                kept.append(F.interpolate(logits, size=(args.size, args.size),
+                                          mode='bilinear'))
+        return kept
+
+    # Interleave the measurements so that drifting load hits all alike;
+    # runs that other processes disturbed are retried (up to 3 times).
+    def timed(fn):
+        times, other = common.measure_clean(fn, 1, args.max_other_cores,
+                                            max_tries=3)
+        disturbed.append(max(other))
+        return times
+
+    disturbed = []
+    tta_times, single_times, keep_times = [], [], []
+    run_tta()
+    run_singles()
+    for _ in range(args.repeats):
+        tta_times += timed(run_tta)
+        single_times += timed(run_singles)
+        keep_times += timed(run_singles_keep)
+    tta_s, single_s = common.median(tta_times), common.median(single_times)
+    keep_s = common.median(keep_times)
+    in_call = common.median(in_call_ratios[1:])  # [0]: the warm-up call
+
+    # Flip pairs: same scale, batch of 2 vs two batches of 1.
+    rows = []
+    ratios = cfg.img_ratios
+    seq_total = batched_total = 0.
+    for idx in range(0, num_augs, 2):
+        x, metas = singles[idx]
+        flipped, fmetas = singles[idx + 1]
+        pair = torch.cat([x, flipped]).contiguous(memory_format=fmt)
+
+        def sequential():
+            with torch.no_grad():
+                model.encode_decode(x, metas)
+                model.encode_decode(flipped, fmetas)
+
+        def batched():
+            with torch.no_grad():
+                model.encode_decode(pair, metas + fmetas)
+
+        seq, bat = [], []
+        sequential()
+        batched()
+        for _ in range(args.repeats):
+            seq += timed(sequential)
+            bat += timed(batched)
+        seq_s, bat_s = common.median(seq), common.median(bat)
+        seq_total += seq_s
+        batched_total += bat_s
+        shape = 'x'.join(str(v) for v in x.shape[2:])
+        rows.append([f'{ratios[idx // 2]:.2f}', shape,
+                     f'{seq_s:.3f}', f'{bat_s:.3f}', f'{bat_s / seq_s:.2f}'])
+
+    print()
+    print(common.table(
+        ['what', 'seconds'],
+        [['SegTTAModel.test_step (12 inputs, merge)', f'{tta_s:.3f}'],
+         ['sum of the 12 bare forwards', f'{single_s:.3f}'],
+         ['overhead ratio', f'{tta_s / single_s:.3f}'],
+         ['the 12 forwards keeping their logits (as the merge must)',
+          f'{keep_s:.3f}'],
+         ['TTA / forwards keeping their logits', f'{tta_s / keep_s:.3f}'],
+         ['in-call overhead (test_step / its own forwards)',
+          f'{in_call:.3f}']]))
+    print()
+    print('flip pairs: sequential = two batch-1 forwards, batched = one '
+          'batch of 2')
+    print(common.table(
+        ['scale', 'network input', 'sequential s', 'batched s',
+         'batched / sequential'],
+        rows + [['all', '', f'{seq_total:.3f}', f'{batched_total:.3f}',
+                 f'{batched_total / seq_total:.2f}']]))
+    verdict = ('met' if tta_s / single_s <= 1.1 else 'NOT met')
+    in_verdict = ('met' if in_call <= 1.1 else 'NOT met')
+    print(f'other processes used up to {max(disturbed):.2f} cores during '
+          'the timed runs kept')
+    print()
+    print(f'SUMMARY: xception{args.arch} {args.size}x{args.size}: TTA '
+          f'{tta_s:.2f} s vs {single_s:.2f} s of bare forwards, overhead '
+          f'ratio {tta_s / single_s:.3f} (goal <= 1.1: {verdict}), in-call '
+          f'{in_call:.3f} ({in_verdict}), vs forwards keeping their logits '
+          f'{tta_s / keep_s:.3f}; batched '
+          f'flip / sequential = {batched_total / seq_total:.2f} '
+          f'({seq_total:.2f} s -> {batched_total:.2f} s)')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
