@@ -4,6 +4,7 @@ The benchmarks are not timed here: each runs with ``--quick`` and reduced
 sizes and must exit 0 and print its summary line.
 """
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from conftest import REPO, run_tool
+from conftest import REPO, run_tool, tiny_config
 from deeplabplus_mm.models.utils import fusable_conv_modules, fuse_conv_bn
 
 ZOO_CONFIG = osp.join(
@@ -154,61 +155,76 @@ def test_fuse_respects_conv_module_order_and_affine():
         assert isinstance(m.bn, nn.Identity) and not m.with_norm
 
 
-def test_test_py_fuse_conv_bn_channels_last_same_predictions(
-        tmp_path, synth_voc):
-    """tools/test.py --fuse-conv-bn --channels-last (FastInferenceHook)
-    predicts what the plain model predicts, with non-trivial BN stats."""
-    from conftest import DEMO_CONFIG
-    torch.manual_seed(0)
-    cfg = Config.fromfile(DEMO_CONFIG)
+@pytest.fixture(scope='module')
+def calibrated_checkpoint(tmp_path_factory, synth_voc):
+    """The demo config's model with random weights and BN statistics
+    measured on random images (a random model with default statistics
+    predicts one class everywhere; calibrated, its predictions vary over
+    the image), saved as the converter does; and a config on the data."""
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
     register_all_modules()
-    model = randomize_norms_(revert_sync_batchnorm(MODELS.build(cfg.model)))
-    ckpt = tmp_path / 'random.pth'
+    folder = tmp_path_factory.mktemp('calibrated')
+    config = tiny_config(folder, synth_voc, 1)
+    torch.manual_seed(0)
+    model = revert_sync_batchnorm(MODELS.build(Config.fromfile(config).model))
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average of the batches below
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(4, 3, 97, 97) * 2 - 1, mode='tensor')
+    ckpt = folder / 'calibrated.pth'
     torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    return config, str(ckpt)
+
+
+def test_test_py_fuse_conv_bn_channels_last_same_predictions(
+        tmp_path, synth_voc, calibrated_checkpoint):
+    """tools/test.py --fuse-conv-bn --channels-last (FastInferenceHook)
+    predicts what the plain model predicts."""
+    config, ckpt = calibrated_checkpoint
     outs, logs = {}, {}
     for name, flags in (('plain', ()),
                         ('fast', ('--fuse-conv-bn', '--channels-last'))):
         outs[name] = tmp_path / name
-        logs[name] = run_tool(
-            'tools/test.py', DEMO_CONFIG, str(ckpt), '--out',
-            str(outs[name]), '--work-dir', str(tmp_path / ('w' + name)),
-            *flags, '--cfg-options',
-            f'test_dataloader.dataset.data_root={synth_voc}').stdout
-    num = len(fusable_conv_modules(model.eval()))
+        logs[name] = run_tool('tools/test.py', config, ckpt, '--out',
+                              str(outs[name]), '--work-dir',
+                              str(tmp_path / ('w' + name)), *flags).stdout
+    segmentor = build_segmentor(41).eval()
+    num = len(fusable_conv_modules(segmentor))
     assert f'FastInferenceHook: folded {num} BatchNorms into their convs, ' \
            'weights in channels_last' in logs['fast']
     assert 'FastInferenceHook' not in logs['plain']
     pngs = sorted(outs['plain'].glob('*.png'))
-    assert pngs
+    assert len(pngs) == 3  # the val split
     agree = total = 0
+    classes = set()
     for png in pngs:
         a = np.array(Image.open(png))
         b = np.array(Image.open(outs['fast'] / png.name))
         agree += (a == b).sum()
         total += a.size
-    assert len(np.unique(a)) > 1  # not a constant prediction
+        classes |= set(np.unique(a).tolist())
+    assert len(classes) > 1  # not a constant prediction
     assert agree / total > 0.999  # argmax ties may flip under rounding
+    miou = [re.findall(r'mIoU: (\d+\.\d+)', logs[k])[-1] for k in logs]
+    assert miou[0] == miou[1]
 
 
-def test_segmenter_fuse_and_channels_last(tmp_path, synth_voc):
-    from conftest import DEMO_CONFIG
+def test_segmenter_fuse_and_channels_last(synth_voc, calibrated_checkpoint):
     from deeplabplus_mm.apis import Segmenter
-    torch.manual_seed(0)
-    cfg = Config.fromfile(DEMO_CONFIG)
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
-    model = randomize_norms_(revert_sync_batchnorm(MODELS.build(cfg.model)))
-    ckpt = tmp_path / 'random.pth'
-    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
-    plain = Segmenter(DEMO_CONFIG, str(ckpt))
-    fast = Segmenter(DEMO_CONFIG, str(ckpt), fuse_conv_bn=True,
-                     channels_last=True)
+    config, ckpt = calibrated_checkpoint
+    plain = Segmenter(config, ckpt)
+    fast = Segmenter(config, ckpt, fuse_conv_bn=True, channels_last=True)
     assert not any(isinstance(m, _BatchNorm) for m in fast.model.modules())
     conv = fast.model.backbone.entry_flow.conv1_1.conv
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 70, 90)
+    # Logits of up to ~20 here: float32 rounding is relative.
+    torch.testing.assert_close(logits(fast.model, x), logits(plain.model, x),
+                               atol=ATOL, rtol=1e-5)
     image = osp.join(synth_voc, 'JPEGImages', 'synth_00008.jpg')
     a, b = plain(image), fast(image)
     assert a.shape == b.shape and len(np.unique(a)) > 1

@@ -1,7 +1,8 @@
 """Segment your own images.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--tta]
-                          [--device cpu|cuda]
+                          [--device cpu|cuda] [--fuse-conv-bn]
+                          [--channels-last]
 
 INPUT: image files and/or folders (searched recursively for .jpg, .jpeg,
 .png, .bmp, .tif, .tiff, .webp). For each image, writes ``<stem>.png`` (a
@@ -33,6 +34,10 @@ def parse_args():
     parser.add_argument('--tta', action='store_true',
                         help='multi-scale + flip test-time augmentation')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--fuse-conv-bn', action='store_true',
+                        help='fold BatchNorm into the convs (faster)')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='channels_last convs (faster on CPU)')
     return parser.parse_args()
 
 
@@ -56,7 +61,8 @@ def main():
     if not images:
         sys.exit('error: no images found in ' + ' '.join(args.inputs))
     segmenter = Segmenter(args.config, args.checkpoint, args.device,
-                          args.tta)
+                          args.tta, fuse_conv_bn=args.fuse_conv_bn,
+                          channels_last=args.channels_last)
     os.makedirs(args.out_dir, exist_ok=True)
     failed = []
     progress = ProgressBar(len(images))

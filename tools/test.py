@@ -49,6 +49,15 @@ def parse_args():
         help='job launcher')
     parser.add_argument(
         '--tta', action='store_true', help='Test time augmentation')
+    parser.add_argument(
+        '--fuse-conv-bn',
+        action='store_true',
+        help='fold BatchNorm into the preceding convs before testing '
+        '(faster; same predictions up to float rounding)')
+    parser.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='run the convs in channels_last memory format (faster on CPU)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -90,6 +99,11 @@ def main():
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
+    if args.fuse_conv_bn or args.channels_last:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='FastInferenceHook', fuse_conv_bn=args.fuse_conv_bn,
+                 channels_last=args.channels_last)
+        ]
     if args.out is not None:
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True

@@ -292,7 +292,31 @@ def add_common_args(parser, quick_help):
                         'this (at most --patience seconds)')
     parser.add_argument('--patience', type=float, default=180.,
                         help='longest wait for a quiet machine, seconds')
+    parser.add_argument('--max-other-cores', type=float, default=0.25,
+                        help='retry a timed run (up to 3 times) when other '
+                        'processes used more CPU than this while it ran')
     return parser
+
+
+def start_run(args):
+    """Wait for a quiet machine, set the threads, print the command and the
+    machine line; returns ``(load average found, torch threads)``."""
+    load = wait_for_quiet(args.max_load, args.patience)
+    threads = set_threads(args.threads)
+    print(describe_run())
+    print(machine_line(threads), flush=True)
+    return load, threads
+
+
+def entry(main, **children):
+    """The ``__main__`` of a benchmark: in a child process (``--child
+    JSON``) run ``children[spec['kind']](spec)`` and print its result;
+    otherwise exit with ``main()``."""
+    spec = child_spec()
+    if spec is None:
+        sys.exit(main())
+    kind = spec.pop('kind')
+    child_reply(children[kind](spec))
 
 
 def describe_run(args=None):

@@ -296,13 +296,10 @@ def main():
     os.makedirs(args.cache, exist_ok=True)
     voc_root = ensure_voc(args.cache, args.voc_images)
     coco_root = ensure_coco(args.cache, args.coco_images)
-    load = common.wait_for_quiet(args.max_load, args.patience)
-    threads = common.set_threads(args.threads)
     # As mmengine's runner sets it up (set_multi_processing): OpenCV
     # single-threaded, so that workers do not oversubscribe the cores.
     cv2.setNumThreads(0)
-    print(common.describe_run())
-    print(common.machine_line(threads))
+    load, threads = common.start_run(args)
     print(f'load average at start: {load:.2f}; cv2.setNumThreads(0) as '
           'mmengine\'s runner does', flush=True)
 

@@ -40,7 +40,6 @@ depthwise.
 """
 import argparse
 import os.path as osp
-import sys
 import time
 
 import torch
@@ -265,9 +264,6 @@ def parse_args():
     parser.add_argument('--warmup', type=int, default=None)
     parser.add_argument('--repeats', type=int, default=None,
                         help='timed rounds (default 5; 2 quick)')
-    parser.add_argument('--max-other-cores', type=float, default=0.25,
-                        help='retry a timed run (up to 3 times) when other '
-                        'processes used more CPU than this while it ran')
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the per-variant memory processes')
     parser.add_argument('--omp-wait-policy', default='default',
@@ -313,10 +309,7 @@ def run_child(spec, policy='default'):
 
 def main():
     args = parse_args()
-    load = common.wait_for_quiet(args.max_load, args.patience)
-    threads = common.set_threads(args.threads)
-    print(common.describe_run())
-    print(common.machine_line(threads))
+    load, threads = common.start_run(args)
     print(f'load average at start: {load:.2f}; input {args.size}x{args.size}'
           f'; eval batch 1, train batch {TRAIN_BATCH}; per (case, mode) one '
           f'process times all variants and the GEMM round-robin: warm-up '
@@ -474,10 +467,4 @@ def report(args, timing, memory, parent_gemm):
 
 
 if __name__ == '__main__':
-    child = common.child_spec()
-    if child is not None:
-        kind = child.pop('kind')
-        common.child_reply(child_timing(child) if kind == 'timing'
-                           else child_memory(child))
-    else:
-        sys.exit(main())
+    common.entry(main, timing=child_timing, memory=child_memory)

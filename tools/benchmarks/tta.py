@@ -87,9 +87,6 @@ def parse_args():
                         help='image side (default 513; 97 quick)')
     parser.add_argument('--repeats', type=int, default=None)
     parser.add_argument('--channels-last', action='store_true')
-    parser.add_argument('--max-other-cores', type=float, default=0.25,
-                        help='retry a timed run (up to 3 times) when other '
-                        'processes used more CPU than this while it ran')
     args = parser.parse_args()
     args.arch = args.arch or (41 if args.quick else 65)
     args.size = args.size or (97 if args.quick else 513)
@@ -100,10 +97,7 @@ def parse_args():
 def main():
     args = parse_args()
     from mmseg.models import SegTTAModel
-    load = common.wait_for_quiet(args.max_load, args.patience)
-    threads = common.set_threads(args.threads)
-    print(common.describe_run())
-    print(common.machine_line(threads))
+    load, threads = common.start_run(args)
     cfg, model = build(args.arch, args.size, args.channels_last)
     fmt = (torch.channels_last if args.channels_last else
            torch.contiguous_format)
