@@ -14,8 +14,9 @@ from conftest import REPO, run_tool
 
 
 def torchrun(nproc, *args, port):
+    # A few seconds normally: a hang fails the test in minutes, not hours.
     return run_tool('-m', 'torch.distributed.run', f'--nproc_per_node={nproc}',
-                    f'--master_port={port}', *args)
+                    f'--master_port={port}', *args, timeout=300)
 
 
 @pytest.fixture(scope='module')
