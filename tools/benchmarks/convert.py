@@ -183,21 +183,19 @@ def main():
     out = osp.join(args.cache, f'converted-{os.getpid()}.pth')
     spec = dict(src=prefix, out=out, threads=threads)
 
+    def timed_children(kind):
+        """Median seconds and largest peak RSS of ``repeats`` children."""
+        runs = [common.run_child(__file__, dict(spec, kind=kind))
+                for _ in range(args.repeats)]
+        failed = [r['error'] for r in runs if 'error' in r]
+        if failed:
+            sys.exit(f'{kind} failed: {failed[0]}')
+        return (common.median([r['seconds'] for r in runs]),
+                max(r['rss_mib'] for r in runs), runs)
+
     common.run_child(__file__, dict(spec, kind='convert'))  # warm-up
-    runs = [common.run_child(__file__, dict(spec, kind='convert'))
-            for _ in range(args.repeats)]
-    failed = [r['error'] for r in runs if 'error' in r]
-    if failed:
-        sys.exit(f'conversion failed: {failed[0]}')
-    conv_s = common.median([r['seconds'] for r in runs])
-    conv_mib = max(r['rss_mib'] for r in runs)
-    reads = [common.run_child(__file__, dict(spec, kind='read'))
-             for _ in range(args.repeats)]
-    failed = [r['error'] for r in reads if 'error' in r]
-    if failed:
-        sys.exit(f'reading failed: {failed[0]}')
-    read_s = common.median([r['seconds'] for r in reads])
-    read_mib = max(r['rss_mib'] for r in reads)
+    conv_s, conv_mib, runs = timed_children('convert')
+    read_s, read_mib, _ = timed_children('read')
     cli_s = common.median(
         [run_python(CLI, prefix, out) for _ in range(args.repeats)])
     imports_s = common.median(
