@@ -75,12 +75,9 @@ class Segmenter:
         self.palette = dataset_meta.get('palette') or _default_palette(
             model.decode_head.num_classes)
         model.dataset_meta = dataset_meta
-        model.eval().to(device)
-        if fuse_conv_bn:
-            from ..models.utils import fuse_conv_bn as fuse
-            fuse(model)
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
+        model.to(device)
+        from ..models.utils import prepare_for_inference
+        prepare_for_inference(model, fuse_conv_bn, channels_last)  # + eval
         self.model = model
         self.tta = tta
         if tta:

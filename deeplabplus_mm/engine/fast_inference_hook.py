@@ -11,17 +11,16 @@ less (1.08x, 1.05x).
 It acts in ``before_test`` only (after the checkpoint is loaded, before the
 first batch), so a training run's validation never sees a folded model.
 """
-import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from ..models.utils import fusable_conv_modules, fuse_conv_bn
+from ..models.utils import prepare_for_inference
 
 
 @HOOKS.register_module()
 class FastInferenceHook(Hook):
-    """Fold BN into convs (:func:`fuse_conv_bn`) and/or switch the model's
-    weights to channels_last before testing.
+    """Fold BN into convs and/or switch the model's weights to
+    channels_last before testing (:func:`prepare_for_inference`).
 
     Args:
         fuse_conv_bn: Fold every BN that follows a conv of a ConvModule.
@@ -37,14 +36,12 @@ class FastInferenceHook(Hook):
         self.channels_last = channels_last
 
     def before_test(self, runner) -> None:
-        model = runner.model.eval()
+        folded = prepare_for_inference(runner.model, self.fuse_conv_bn,
+                                       self.channels_last)
         done = []
         if self.fuse_conv_bn:
-            num = len(fusable_conv_modules(model))
-            fuse_conv_bn(model)
-            done.append(f'folded {num} BatchNorms into their convs')
+            done.append(f'folded {folded} BatchNorms into their convs')
         if self.channels_last:
-            model.to(memory_format=torch.channels_last)
             done.append('weights in channels_last')
         if done:
             runner.logger.info('FastInferenceHook: ' + ', '.join(done))

@@ -72,6 +72,34 @@ def machine_line(threads=None) -> str:
 
 
 # ---------------------------------------------------------------------------
+# Configs and models
+# ---------------------------------------------------------------------------
+
+
+def load_config(path: str):
+    """A config of this repository (path relative to it), with mmseg's and
+    our modules registered."""
+    from mmengine.config import Config
+    from mmseg.utils import register_all_modules
+
+    import deeplabplus_mm  # noqa: F401
+    register_all_modules(init_default_scope=True)
+    return Config.fromfile(os.path.join(REPO, path))
+
+
+def build_segmentor(cfg):
+    """``cfg.model`` with seeded random weights (no pretrained
+    initialisation, nothing downloaded) and SyncBN reverted to BN."""
+    import torch
+    from mmengine.model import revert_sync_batchnorm
+    from mmseg.registry import MODELS
+    cfg.model.pretrained = None
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    return revert_sync_batchnorm(MODELS.build(cfg.model))
+
+
+# ---------------------------------------------------------------------------
 # Timing
 # ---------------------------------------------------------------------------
 

@@ -142,15 +142,9 @@ def ensure_coco(cache, num_images):
 
 
 def build_train_dataset(root):
-    from mmengine.config import Config
     from mmseg.registry import DATASETS
-    from mmseg.utils import register_all_modules
-
-    import deeplabplus_mm  # noqa: F401
-    register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(
-        osp.join(common.REPO, 'configs', '_base_', 'datasets',
-                 'pascal_voc12_aug.py'))
+    cfg = common.load_config(
+        osp.join('configs', '_base_', 'datasets', 'pascal_voc12_aug.py'))
     return DATASETS.build(
         dict(type='PascalVOCAugDataset', data_root=root,
              ann_file='ImageSets/Segmentation/train.txt',

@@ -31,18 +31,8 @@ VARIANTS = ['fp32', 'fp32+cl', 'bf16', 'bf16+cl']
 
 
 def build_model(device):
-    from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-
-    import deeplabplus_mm  # noqa: F401
-    register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(osp.join(common.REPO, CONFIG))
-    cfg.model.backbone.init_cfg = None
-    torch.manual_seed(0)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model)).to(device)
-    return cfg, model.train()
+    cfg = common.load_config(CONFIG)
+    return cfg, common.build_segmentor(cfg).to(device).train()
 
 
 def make_batch(batch, size, device, fmt):

@@ -65,18 +65,8 @@ TRAIN_BATCH = 2
 
 
 def build_model(case):
-    from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-
-    import deeplabplus_mm  # noqa: F401
-    register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(
-        osp.join(common.REPO, 'configs', 'deeplabv3plus', CONFIGS[case]))
-    cfg.model.pretrained = None
-    cfg.model.backbone.init_cfg = None
-    return revert_sync_batchnorm(MODELS.build(cfg.model))
+    return common.build_segmentor(common.load_config(
+        osp.join('configs', 'deeplabv3plus', CONFIGS[case])))
 
 
 class Network(nn.Module):
@@ -118,8 +108,7 @@ def prepare(case, mode, variant, size, on_ready=None):
     compilation and before any step (the memory baseline).
     """
     parts = variant.split('+')
-    torch.manual_seed(0)
-    model = build_model(case)
+    model = build_model(case)  # seeded
     fmt = torch.channels_last if 'cl' in parts else torch.contiguous_format
     compile_s = None
     if mode == 'eval':
@@ -130,9 +119,9 @@ def prepare(case, mode, variant, size, on_ready=None):
                 # registration-order fusion handles; then the heads'.
                 from mmcv.cnn import fuse_conv_bn as mmcv_fuse
                 mmcv_fuse(model.backbone)
-            from deeplabplus_mm.models.utils import fuse_conv_bn
-            fuse_conv_bn(model)
-        net = Network(model, size).to(memory_format=fmt).eval()
+        from deeplabplus_mm.models.utils import prepare_for_inference
+        prepare_for_inference(model, 'fuse' in parts, 'cl' in parts)
+        net = Network(model, size).eval()
         x = torch.randn(1, 3, size, size).contiguous(memory_format=fmt)
         if on_ready:
             on_ready()

@@ -40,21 +40,12 @@ ZOO_CONFIG = osp.join('configs', 'deeplabv3plus',
 
 
 def build(arch, size, channels_last=False):
-    from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-
-    import deeplabplus_mm  # noqa: F401
-    register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(osp.join(common.REPO, ZOO_CONFIG))
+    cfg = common.load_config(ZOO_CONFIG)
     cfg.model.backbone.arch = arch
-    cfg.model.backbone.init_cfg = None
     cfg.model.data_preprocessor.test_cfg = dict(size=(size, size))
-    torch.manual_seed(0)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    from deeplabplus_mm.models.utils import prepare_for_inference
+    model = common.build_segmentor(cfg)
+    prepare_for_inference(model, fuse=False, channels_last=channels_last)
     return cfg, model
 
 

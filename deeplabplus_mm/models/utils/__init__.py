@@ -1,3 +1,3 @@
-from .fuse import fuse_conv_bn, fusable_conv_modules
+from .fuse import fusable_conv_modules, fuse_conv_bn, prepare_for_inference
 
-__all__ = ['fuse_conv_bn', 'fusable_conv_modules']
+__all__ = ['fuse_conv_bn', 'fusable_conv_modules', 'prepare_for_inference']

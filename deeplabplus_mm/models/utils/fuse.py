@@ -28,7 +28,7 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ['fuse_conv_bn', 'fusable_conv_modules']
+__all__ = ['fuse_conv_bn', 'fusable_conv_modules', 'prepare_for_inference']
 
 
 def fusable_conv_modules(model: nn.Module) -> List[ConvModule]:
@@ -70,6 +70,26 @@ def _fold(conv: nn.Conv2d, bn: _BatchNorm) -> None:
                              requires_grad=conv.weight.requires_grad)
 
 
+def _fold_all(model: nn.Module) -> int:
+    """:func:`fuse_conv_bn`'s work; returns how many norms it folded."""
+    modules = fusable_conv_modules(model)
+    if model.training or any(m.norm.training for m in modules):
+        raise ValueError('fuse_conv_bn folds running statistics and is for '
+                         'inference only: call model.eval() first')
+    for module in modules:
+        if module.norm.running_var is None:
+            raise ValueError(f'{type(module.norm).__name__} without running '
+                             'statistics cannot be folded into a conv')
+    for module in modules:
+        _fold(module.conv, module.norm)
+        setattr(module, module.norm_name, nn.Identity())
+        module.with_norm = False
+        # mmcv's efficient_conv_bn_eval would call its fused path with the
+        # Identity as a norm.
+        module.efficient_conv_bn_eval_forward = None
+    return len(modules)
+
+
 def fuse_conv_bn(model: nn.Module) -> nn.Module:
     """Fold every eval-mode BN that follows a conv in a ConvModule, in place.
 
@@ -91,19 +111,23 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
             mode, or a norm tracks no running statistics (it normalises with
             batch statistics even in eval mode, which no conv can express).
     """
-    modules = fusable_conv_modules(model)
-    if model.training or any(m.norm.training for m in modules):
-        raise ValueError('fuse_conv_bn folds running statistics and is for '
-                         'inference only: call model.eval() first')
-    for module in modules:
-        if module.norm.running_var is None:
-            raise ValueError(f'{type(module.norm).__name__} without running '
-                             'statistics cannot be folded into a conv')
-    for module in modules:
-        _fold(module.conv, module.norm)
-        setattr(module, module.norm_name, nn.Identity())
-        module.with_norm = False
-        # mmcv's efficient_conv_bn_eval would call its fused path with the
-        # Identity as a norm.
-        module.efficient_conv_bn_eval_forward = None
+    _fold_all(model)
     return model
+
+
+def prepare_for_inference(model: nn.Module, fuse: bool = True,
+                          channels_last: bool = False) -> int:
+    """Put ``model`` in eval mode, fold its BNs (:func:`fuse_conv_bn`) and/or
+    store its 4-D weights channels_last (PyTorch then runs the convs
+    channels_last whatever the input's layout). The one place used by
+    ``tools/test.py --fuse-conv-bn --channels-last`` (FastInferenceHook),
+    :class:`~deeplabplus_mm.apis.Segmenter` and the model benchmark.
+
+    Returns:
+        int: How many norms were folded (0 without ``fuse``).
+    """
+    model.eval()
+    folded = _fold_all(model) if fuse else 0
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return folded
