@@ -8,14 +8,14 @@ negative control); WORLD_SIZE=1 without a process group is the reference.
 """
 import argparse
 import os
-import sys
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
 import deeplabplus_mm  # noqa: F401
-from deeplabplus_mm.engine import CPUDistributedDataParallel
+from deeplabplus_mm.engine import (CPUDistributedDataParallel,
+                                   finish_launcher)
 from deeplabplus_mm.models.backbones.aligned_xception import XceptionModule
 
 
@@ -83,17 +83,7 @@ def main():
                 bn_types=sorted({type(m).__name__ for m in net.modules()
                                  if 'Norm' in type(m).__name__})),
             args.out)
-    if world > 1:
-        # Leave together, then skip the teardown: destroying the gloo group
-        # right after the last collective deadlocks now and then in torch
-        # 2.13 (measured: 5 hangs in ~60 runs; py-spy: the main thread joins
-        # a gloo worker thread in ~ProcessGroupGloo holding the GIL, while
-        # that thread waits for the GIL to free the finished work's
-        # ThreadLocalState). Rank 0's file is written and closed already.
-        dist.barrier()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    finish_launcher()  # rank 0's file is written and closed already
 
 
 if __name__ == '__main__':

@@ -9,8 +9,13 @@ selects :class:`CPUDistributedDataParallel`, which swaps every
 ``nn.SyncBatchNorm`` for :class:`CPUSyncBatchNorm` (statistics and gradients
 reduced across ranks with autograd-aware all-reduces) before wrapping without
 device ids. GPU runs are left to mmengine: NCCL and torch's SyncBatchNorm.
+:func:`finish_launcher` ends such a gloo run without the process-group
+teardown, which aborts now and then in torch 2.13.
 """
+import gc
+import logging
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -125,3 +130,35 @@ def setup_launcher(cfg) -> None:
             world_size=int(os.environ['WORLD_SIZE']))
     if cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = dict(type='CPUDistributedDataParallel')
+
+
+def finish_launcher() -> None:
+    """End a gloo (CPU) distributed run: the ranks leave together, then each
+    process exits at once, without tearing the process group down.
+
+    Call it last, after the runner is finished and released (the tools call
+    it after their ``main()`` returns). torch 2.13's gloo teardown at the end
+    of a process is unreliable: measured with two ranks through torchrun (DDP
+    steps and ``all_gather_object``, then the end of the script), rank 0
+    aborted with "terminate called without an active exception" (SIGABRT) in
+    1 of 20 runs that just ended, 4 of 30 that ended after a barrier, and 2
+    of 30 after a barrier and ``destroy_process_group`` (which also deadlocked
+    in about 5 of 60 runs of the SyncBN test worker); a barrier followed by
+    ``os._exit(0)`` ended cleanly in 40 of 40. Garbage is collected first
+    (data loader workers shut down), log handlers and the standard streams are
+    flushed, since ``os._exit`` runs no ``atexit`` handlers; mmengine closes
+    its visualizer backends in ``after_run`` already.
+
+    Does nothing unless a gloo process group is initialised: single-process
+    runs and GPU (NCCL) runs end as mmengine's do.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if dist.get_backend() != 'gloo':
+        return
+    gc.collect()
+    dist.barrier()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
