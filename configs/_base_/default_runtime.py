@@ -15,6 +15,6 @@ log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
-tta_model = dict(type='SegTTAModel')
+tta_model = dict(type='AccumulatingSegTTAModel')
 # RNG states travel in checkpoints: --resume continues bit-identically.
 custom_hooks = [dict(type='RandomStateHook')]

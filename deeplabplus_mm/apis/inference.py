@@ -43,7 +43,7 @@ class Segmenter:
         checkpoint: ``.pth`` from tools/train.py or the TF converter.
         device: 'cpu' or 'cuda' (or 'cuda:N').
         tta: Use the config's ``tta_pipeline`` and ``tta_model`` (multi-scale
-            + flip, merged as mmseg's SegTTAModel does).
+            + flip, merged view by view by the config's TTA model).
         fuse_conv_bn: Fold BatchNorm into the preceding convs
             (:func:`~deeplabplus_mm.models.utils.fuse_conv_bn`): faster, same
             predictions up to float rounding.

@@ -1,0 +1,3 @@
+from .seg_tta import AccumulatingSegTTAModel
+
+__all__ = ['AccumulatingSegTTAModel']

@@ -1,0 +1,114 @@
+"""Test-time augmentation that merges each view as soon as it is predicted."""
+from typing import List, Optional, Sequence
+
+import torch
+from mmengine.structures import PixelData
+from mmseg.models import SegTTAModel
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+
+
+@MODELS.register_module()
+class AccumulatingSegTTAModel(SegTTAModel):
+    """mmseg's ``SegTTAModel`` merge, accumulated view by view.
+
+    The merge is mmseg's: the mean over the views of each view's softmax
+    (sigmoid for one output channel), at the image's original size, then
+    the argmax (the decode head's threshold for one channel). mmseg runs all
+    the views first and keeps every view's full-size logits until the end
+    (12 maps of C x H x W per image for 6 scales x flip); here each view's
+    probabilities are added to one running sum per image as soon as the
+    view is predicted, and its logits are dropped. The predictions are the
+    same (up to the order of float additions); the memory held between views
+    is one map per image instead of one per view
+    (``tools/benchmarks/tta.py`` measures the time this saves).
+
+    The merged sample also keeps what mmseg's merge drops: all the first
+    view's meta information (``img_path``, ``ori_shape``, ...), its ground
+    truth, and the mean probabilities as ``seg_logits``.
+    """
+
+    def test_step(self, data) -> List[SegDataSample]:
+        views = _split_views(data)
+        sums: Optional[List[torch.Tensor]] = None
+        firsts: List[SegDataSample] = []
+        for idx, view in enumerate(views):
+            samples = self.module.test_step(view)
+            scores = [self._probabilities(s.seg_logits.data) for s in samples]
+            if sums is None:
+                sums = scores
+                firsts = [_without_maps(s) for s in samples]
+            else:
+                _accumulate(sums, scores, samples, idx)
+            del samples, scores  # this view's maps go before the next one
+        if sums is None:
+            raise ValueError('TTA data holds no views')
+        return [
+            self._merged(first, total / len(views))
+            for first, total in zip(firsts, sums)
+        ]
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.module.out_channels > 1:
+            return logits.softmax(dim=0)
+        return logits.sigmoid()
+
+    def _merged(self, first: SegDataSample,
+                mean: torch.Tensor) -> SegDataSample:
+        if self.module.out_channels > 1:
+            pred = mean.argmax(dim=0, keepdim=True)
+        else:
+            pred = (mean > self.module.decode_head.threshold).to(mean)
+        first.seg_logits = PixelData(data=mean)
+        first.pred_sem_seg = PixelData(data=pred)
+        return first
+
+    def merge_preds(self, data_samples_list):
+        """The same merge for predictions made elsewhere (a list per image
+        of its views' samples), by the same accumulation."""
+        merged = []
+        for views in data_samples_list:
+            total = None
+            for sample in views:
+                score = self._probabilities(sample.seg_logits.data)
+                total = score if total is None else total.add_(score)
+            merged.append(
+                self._merged(_without_maps(views[0]), total / len(views)))
+        return merged
+
+
+def _accumulate(sums: List[torch.Tensor], scores: List[torch.Tensor],
+                samples: List[SegDataSample], idx: int) -> None:
+    """Add view ``idx``'s ``scores`` to the running ``sums`` in place."""
+    if len(scores) != len(sums):
+        raise ValueError(f'TTA view {idx} holds {len(scores)} images, the '
+                         f'first view {len(sums)}')
+    for total, score, sample in zip(sums, scores, samples):
+        if total.shape != score.shape:
+            raise ValueError(
+                f'TTA views of {sample.metainfo.get("img_path")} give scores '
+                f'of shapes {tuple(total.shape)} and {tuple(score.shape)}: '
+                'every view must be predicted at the original image size')
+        total += score
+
+
+def _split_views(data) -> Sequence:
+    """The TTA loader's batch (a list per key, one entry per view) as one
+    batch per view, as mmengine's ``BaseTTAModel.test_step`` splits it."""
+    if isinstance(data, dict):
+        num_views = len(data[next(iter(data))])
+        return [{key: value[idx]
+                 for key, value in data.items()} for idx in range(num_views)]
+    if isinstance(data, (list, tuple)):
+        return [[item[idx] for item in data] for idx in range(len(data[0]))]
+    raise TypeError('TTA data must be a dict or a list of per-view lists, '
+                    f'got {type(data).__name__}')
+
+
+def _without_maps(sample: SegDataSample) -> SegDataSample:
+    """A copy of ``sample`` without its prediction maps: meta information
+    and ground truth only."""
+    kept = SegDataSample(metainfo=sample.metainfo)
+    if 'gt_sem_seg' in sample:
+        kept.gt_sem_seg = sample.gt_sem_seg
+    return kept

@@ -1,0 +1,188 @@
+"""AccumulatingSegTTAModel: mmseg's TTA merge, one view at a time."""
+import copy
+import os.path as osp
+import weakref
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmcv.transforms import Compose
+from mmengine.config import Config, ConfigDict
+from mmengine.dataset import pseudo_collate
+from mmengine.model import revert_sync_batchnorm
+
+from conftest import REPO
+
+VOC_BASE = osp.join(REPO, 'configs', '_base_', 'datasets',
+                    'pascal_voc12_aug.py')
+
+
+@pytest.fixture(scope='module')
+def segmentor():
+    """Xception-41 + TF head, BN statistics measured on random images so
+    that predictions vary over the image."""
+    import deeplabplus_mm  # noqa: F401
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    torch.manual_seed(0)
+    norm_cfg = dict(type='BN', eps=1e-3, momentum=1.0)
+    model = MODELS.build(dict(
+        type='EncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=[127.5] * 3,
+                               std=[127.5] * 3, bgr_to_rgb=True),
+        backbone=dict(type='AlignedXception', arch=41, norm_cfg=norm_cfg),
+        decode_head=dict(type='DeepLabV3PlusTFHead', in_channels=2048,
+                         in_index=1, channels=32, c1_channels=8,
+                         num_classes=21, align_corners=True,
+                         norm_cfg=norm_cfg),
+        test_cfg=ConfigDict(mode='whole')))
+    model = revert_sync_batchnorm(model)
+    model.train()
+    with torch.no_grad():  # momentum 1: running stats = this batch's
+        model(torch.rand(2, 3, 65, 65) * 2 - 1, mode='tensor')
+    return model.eval()
+
+
+@pytest.fixture(scope='module')
+def tta_batch(tmp_path_factory):
+    """Two images through the VOC configs' TTA pipeline (6 scales x flip),
+    collated as a test loader with batch size 2 does (mmseg's preprocessor
+    wants one size per batch)."""
+    from deeplabplus_mm.datasets.synthetic import make_sample, save_palette_png
+    folder = tmp_path_factory.mktemp('tta')
+    rng = np.random.default_rng(3)
+    pipeline = Compose(copy.deepcopy(Config.fromfile(VOC_BASE).tta_pipeline))
+    items = []
+    for idx, (h, w) in enumerate([(45, 61), (45, 61)]):
+        img, label = make_sample(rng, h, w)
+        img_path = str(folder / f'{idx}.jpg')
+        seg_path = str(folder / f'{idx}.png')
+        cv2.imwrite(img_path, img)
+        save_palette_png(seg_path, label)
+        items.append(pipeline(dict(img_path=img_path, seg_map_path=seg_path,
+                                   reduce_zero_label=False, seg_fields=[])))
+    return pseudo_collate(items)
+
+
+def views_of(batch):
+    return [{key: value[idx] for key, value in batch.items()}
+            for idx in range(len(batch['inputs']))]
+
+
+def test_same_predictions_as_mmseg_and_keeps_meta(segmentor, tta_batch):
+    from mmseg.models import SegTTAModel
+
+    from deeplabplus_mm.models import AccumulatingSegTTAModel
+    with torch.no_grad():
+        ours = AccumulatingSegTTAModel(module=segmentor).test_step(tta_batch)
+        theirs = SegTTAModel(module=segmentor).test_step(tta_batch)
+        per_view = [segmentor.test_step(v) for v in views_of(tta_batch)]
+    assert len(per_view) == 12 and len(ours) == len(theirs) == 2
+    for idx, (mine, ref) in enumerate(zip(ours, theirs)):
+        expected = sum(v[idx].seg_logits.data.softmax(0)
+                       for v in per_view) / 12
+        first = per_view[0][idx]
+        h, w = first.ori_shape
+        assert mine.seg_logits.data.shape == (21, h, w)
+        torch.testing.assert_close(mine.seg_logits.data, expected,
+                                   atol=1e-6, rtol=0)
+        torch.testing.assert_close(mine.seg_logits.data.sum(0),
+                                   torch.ones(h, w))
+        pred = mine.pred_sem_seg.data
+        assert pred.shape == (1, h, w) and pred.dtype == torch.int64
+        assert torch.equal(pred[0], ref.pred_sem_seg.data[0])
+        assert torch.equal(pred[0], expected.argmax(0))
+        # a real test: the merged prediction varies over the image and
+        # differs from the single un-augmented view's somewhere
+        assert pred.unique().numel() > 1
+        assert not torch.equal(pred, per_view[4][idx].pred_sem_seg.data)
+        # what mmseg's merge drops is kept
+        assert mine.img_path == first.img_path == ref.img_path
+        assert mine.ori_shape == (h, w)
+        assert mine.metainfo['scale_factor'] == first.metainfo['scale_factor']
+        assert torch.equal(mine.gt_sem_seg.data, first.gt_sem_seg.data)
+
+
+def test_each_view_is_dropped_once_merged(segmentor, tta_batch):
+    """While view k is predicted, no earlier view's logits are alive (mmseg's
+    SegTTAModel, the negative control, keeps them all)."""
+    from mmseg.models import SegTTAModel
+
+    from deeplabplus_mm.models import AccumulatingSegTTAModel
+
+    def alive_while_predicting(tta):
+        refs, alive = [], []
+        test_step = segmentor.test_step
+
+        def tracking(view):
+            alive.append(sum(r() is not None for r in refs))
+            out = test_step(view)
+            refs.extend(weakref.ref(s.seg_logits.data) for s in out)
+            return out
+
+        segmentor.test_step = tracking
+        try:
+            with torch.no_grad():
+                tta.test_step(tta_batch)
+        finally:
+            del segmentor.test_step
+        return alive
+
+    assert alive_while_predicting(
+        AccumulatingSegTTAModel(module=segmentor)) == [0] * 12
+    assert alive_while_predicting(
+        SegTTAModel(module=segmentor)) == [2 * k for k in range(12)]
+
+
+def test_merge_preds_matches_test_step(segmentor, tta_batch):
+    from deeplabplus_mm.models import AccumulatingSegTTAModel
+    tta = AccumulatingSegTTAModel(module=segmentor)
+    with torch.no_grad():
+        merged = tta.test_step(tta_batch)
+        per_view = [segmentor.test_step(v) for v in views_of(tta_batch)]
+    again = tta.merge_preds([[v[idx] for v in per_view] for idx in range(2)])
+    for a, b in zip(merged, again):
+        torch.testing.assert_close(a.seg_logits.data, b.seg_logits.data,
+                                   atol=1e-6, rtol=0)
+        assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
+
+
+def test_one_output_channel_uses_the_threshold(segmentor, tta_batch):
+    """Binary heads (out_channels=1): mean of the sigmoids, thresholded."""
+    from deeplabplus_mm.models import AccumulatingSegTTAModel
+    binary = copy.deepcopy(segmentor)
+    head = binary.decode_head
+    conv = head.conv_seg
+    head.conv_seg = torch.nn.Conv2d(conv.in_channels, 1, 1)
+    head.out_channels, head.threshold = 1, 0.45
+    binary.out_channels = 1
+    with torch.no_grad():
+        merged = AccumulatingSegTTAModel(module=binary).test_step(tta_batch)
+        per_view = [binary.test_step(v) for v in views_of(tta_batch)]
+    for idx, sample in enumerate(merged):
+        mean = sum(v[idx].seg_logits.data.sigmoid() for v in per_view) / 12
+        torch.testing.assert_close(sample.seg_logits.data, mean, atol=1e-6,
+                                   rtol=0)
+        assert torch.equal(sample.pred_sem_seg.data,
+                           (mean > 0.45).to(mean))
+
+
+def test_bad_input_is_named(segmentor):
+    from deeplabplus_mm.models import AccumulatingSegTTAModel
+    tta = AccumulatingSegTTAModel(module=segmentor)
+    with pytest.raises(TypeError, match='got str'):
+        tta.test_step('images')
+    with pytest.raises(ValueError, match='no views'):
+        tta.test_step(dict(inputs=[], data_samples=[]))
+
+
+def test_configs_use_it():
+    from mmseg.registry import MODELS
+
+    import deeplabplus_mm  # noqa: F401
+    cfg = Config.fromfile(osp.join(REPO, 'configs', '_base_',
+                                   'default_runtime.py'))
+    assert MODELS.get(cfg.tta_model.type).__name__ == \
+        'AccumulatingSegTTAModel'
