@@ -264,6 +264,7 @@ def test_benchmark_tta_quick():
     out = run_benchmark('tta.py', '--quick', '--size', '65', *NO_WAIT)
     assert 'SUMMARY: xception41 65x65: TTA' in out
     assert 'overhead ratio' in out and 'batched flip / sequential' in out
+    assert "mmseg's SegTTAModel" in out and 'AccumulatingSegTTAModel' in out
 
 
 def test_benchmark_convert_quick(tf_refs):

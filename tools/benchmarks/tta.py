@@ -1,4 +1,5 @@
-"""Test-time augmentation: mmseg's SegTTAModel against the forwards it needs.
+"""Test-time augmentation: our TTA model and mmseg's against the forwards
+they need.
 
     python tools/benchmarks/tta.py                     # xception65, 513x513
     python tools/benchmarks/tta.py --arch 41 --size 193
@@ -9,14 +10,18 @@ One image of ``size`` x ``size`` goes through the ``tta_pipeline`` of
 with and without a horizontal flip: 12 inputs), collated as the test loader
 does, and then:
 
-1. ``SegTTAModel.test_step`` (data preprocessing, 12 predictions with
-   post-processing, merge), against the sum of the 12 bare network forwards
-   (``encode_decode`` on the preprocessed inputs) it runs: the overhead
+1. ``test_step`` (data preprocessing, 12 predictions with post-processing,
+   merge) of the configs' ``AccumulatingSegTTAModel`` (merges each view as
+   it comes) and of mmseg's ``SegTTAModel`` (keeps the 12 views' logits,
+   merges at the end), against the sum of the 12 bare network forwards
+   (``encode_decode`` on the preprocessed inputs) they run: the overhead
    ratio (goal <= 1.1); also the ratio to the time spent inside those
    forwards during the same call (in-call), and to the 12 forwards when
-   they keep their logits to the end as the merge must.
+   they keep their logits to the end as mmseg's merge does.
 2. Per scale, the image and its mirror as one batch of 2 against two
    batch-1 forwards.
+3. Peak memory of one call of each TTA model and of the 12 bare forwards,
+   each in a fresh process (RSS above the built model and inputs).
 
 The model is the zoo config's (eval mode, random weights, SyncBN reverted)
 with the preprocessor's padding size set to ``size`` (the config pads to
@@ -24,7 +29,6 @@ with the preprocessor's padding size set to ``size`` (the config pads to
 """
 import argparse
 import os.path as osp
-import sys
 import tempfile
 import time
 
@@ -85,35 +89,63 @@ def parse_args():
     return args
 
 
-def main():
-    args = parse_args()
+def prepare(arch, size, channels_last):
+    """The model, the two TTA models around it, the TTA batch of one image
+    and the 12 preprocessed inputs as the TTA models' calls make them."""
     from mmseg.models import SegTTAModel
-    load, threads = common.start_run(args)
-    cfg, model = build(args.arch, args.size, args.channels_last)
-    fmt = (torch.channels_last if args.channels_last else
-           torch.contiguous_format)
-    with tempfile.TemporaryDirectory() as folder:
-        batch = tta_batch(cfg, args.size, folder)
-    tta = SegTTAModel(module=model).eval()
-    num_augs = len(batch['inputs'])
-    print(f'load average at start: {load:.2f}; xception{args.arch}, image '
-          f'{args.size}x{args.size}, {num_augs} TTA inputs, warm-up 1, '
-          f'median of {args.repeats}', flush=True)
 
-    # The 12 preprocessed inputs, as SegTTAModel's calls will make them.
+    from deeplabplus_mm.models import AccumulatingSegTTAModel
+    cfg, model = build(arch, size, channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    with tempfile.TemporaryDirectory() as folder:
+        batch = tta_batch(cfg, size, folder)
+    tta_models = dict(ours=AccumulatingSegTTAModel(module=model).eval(),
+                      mmseg=SegTTAModel(module=model).eval())
     singles = []
-    for idx in range(num_augs):
+    for idx in range(len(batch['inputs'])):
         data = model.data_preprocessor(
             dict(inputs=batch['inputs'][idx],
                  data_samples=batch['data_samples'][idx]), False)
         metas = [s.metainfo for s in data['data_samples']]
         singles.append((data['inputs'].contiguous(memory_format=fmt), metas))
+    return cfg, model, tta_models, batch, singles
+
+
+def child_memory(spec):
+    """Peak RSS above the prepared models and inputs over one TTA call of
+    ``spec['which']`` ('ours', 'mmseg') or the 12 bare forwards
+    ('forwards'), in a fresh process."""
+    common.set_threads(spec['threads'])
+    _, model, tta_models, batch, singles = prepare(
+        spec['arch'], spec['size'], spec['channels_last'])
+    mem = common.PeakRSS().start()
+    with torch.no_grad():
+        if spec['which'] == 'forwards':
+            for x, metas in singles:
+                model.encode_decode(x, metas)
+        else:
+            tta_models[spec['which']].test_step(batch)
+    return dict(rss_mib=mem.delta_mib(), rss_reset=mem.reset)
+
+
+def main():
+    args = parse_args()
+    load, threads = common.start_run(args)
+    cfg, model, tta_models, batch, singles = prepare(
+        args.arch, args.size, args.channels_last)
+    ours, mmseg_tta = tta_models['ours'], tta_models['mmseg']
+    fmt = (torch.channels_last if args.channels_last else
+           torch.contiguous_format)
+    num_augs = len(batch['inputs'])
+    print(f'load average at start: {load:.2f}; xception{args.arch}, image '
+          f'{args.size}x{args.size}, {num_augs} TTA inputs, warm-up 1, '
+          f'median of {args.repeats}', flush=True)
 
     # Time spent inside the network forwards during each TTA call: the
     # in-call overhead ratio does not depend on drift between separately
     # timed runs.
     forward = model.encode_decode
-    inside, in_call_ratios = [], []
+    inside = []
 
     def timed_forward(*a, **k):
         start = time.perf_counter()
@@ -121,17 +153,23 @@ def main():
         inside[-1] += time.perf_counter() - start
         return out
 
-    def run_tta():
-        inside.append(0.)
-        model.encode_decode = timed_forward
-        try:
-            with torch.no_grad():
-                start = time.perf_counter()
-                tta.test_step(batch)
-                total = time.perf_counter() - start
-        finally:
-            del model.encode_decode  # back to the class's method
-        in_call_ratios.append(total / inside[-1])
+    def tta_runner(tta, in_call_ratios):
+        def run_tta():
+            inside.append(0.)
+            model.encode_decode = timed_forward
+            try:
+                with torch.no_grad():
+                    start = time.perf_counter()
+                    tta.test_step(batch)
+                    total = time.perf_counter() - start
+            finally:
+                del model.encode_decode  # back to the class's method
+            in_call_ratios.append(total / inside[-1])
+        return run_tta
+
+    ours_in_call, mmseg_in_call = [], []
+    run_ours = tta_runner(ours, ours_in_call)
+    run_mmseg = tta_runner(mmseg_tta, mmseg_in_call)
 
     def run_singles():
         with torch.no_grad():
@@ -158,16 +196,19 @@ def main():
         return times
 
     disturbed = []
-    tta_times, single_times, keep_times = [], [], []
-    run_tta()
+    ours_times, mmseg_times, single_times, keep_times = [], [], [], []
+    run_ours()
+    run_mmseg()
     run_singles()
     for _ in range(args.repeats):
-        tta_times += timed(run_tta)
+        ours_times += timed(run_ours)
         single_times += timed(run_singles)
+        mmseg_times += timed(run_mmseg)
         keep_times += timed(run_singles_keep)
-    tta_s, single_s = common.median(tta_times), common.median(single_times)
-    keep_s = common.median(keep_times)
-    in_call = common.median(in_call_ratios[1:])  # [0]: the warm-up call
+    tta_s, single_s = common.median(ours_times), common.median(single_times)
+    mmseg_s, keep_s = common.median(mmseg_times), common.median(keep_times)
+    in_call = common.median(ours_in_call[1:])  # [0]: the warm-up call
+    mmseg_in_call = common.median(mmseg_in_call[1:])
 
     # Flip pairs: same scale, batch of 2 vs two batches of 1.
     rows = []
@@ -203,14 +244,19 @@ def main():
     print()
     print(common.table(
         ['what', 'seconds'],
-        [['SegTTAModel.test_step (12 inputs, merge)', f'{tta_s:.3f}'],
+        [['ours: AccumulatingSegTTAModel.test_step (12 inputs)',
+          f'{tta_s:.3f}'],
+         ["mmseg's SegTTAModel.test_step (12 inputs)", f'{mmseg_s:.3f}'],
          ['sum of the 12 bare forwards', f'{single_s:.3f}'],
-         ['overhead ratio', f'{tta_s / single_s:.3f}'],
-         ['the 12 forwards keeping their logits (as the merge must)',
+         ['the 12 forwards keeping their logits (as mmseg merges)',
           f'{keep_s:.3f}'],
-         ['TTA / forwards keeping their logits', f'{tta_s / keep_s:.3f}'],
-         ['in-call overhead (test_step / its own forwards)',
-          f'{in_call:.3f}']]))
+         ['overhead ratio, ours (TTA / bare forwards)',
+          f'{tta_s / single_s:.3f}'],
+         ["overhead ratio, mmseg's", f'{mmseg_s / single_s:.3f}'],
+         ["mmseg's / forwards keeping their logits", f'{mmseg_s / keep_s:.3f}'],
+         ['in-call overhead, ours (test_step / its own forwards)',
+          f'{in_call:.3f}'],
+         ["in-call overhead, mmseg's", f'{mmseg_in_call:.3f}']]))
     print()
     print('flip pairs: sequential = two batch-1 forwards, batched = one '
           'batch of 2')
@@ -219,6 +265,21 @@ def main():
          'batched / sequential'],
         rows + [['all', '', f'{seq_total:.3f}', f'{batched_total:.3f}',
                  f'{batched_total / seq_total:.2f}']]))
+    memory = {
+        which: common.run_child(__file__, dict(
+            kind='memory', which=which, arch=args.arch, size=args.size,
+            channels_last=args.channels_last, threads=threads))
+        for which in ('forwards', 'ours', 'mmseg')}
+    print()
+    print('peak memory above the built model and inputs, one call in a '
+          'fresh process:')
+    print(common.table(['what', 'peak RSS MiB'], [
+        [label, memory[which].get('error') or
+         f"{memory[which]['rss_mib']:.0f}"]
+        for which, label in (('forwards', 'the 12 bare forwards'),
+                             ('ours', 'ours: AccumulatingSegTTAModel'),
+                             ('mmseg', "mmseg's SegTTAModel"))]))
+    mib = {k: v.get('rss_mib') for k, v in memory.items()}
     verdict = ('met' if tta_s / single_s <= 1.1 else 'NOT met')
     in_verdict = ('met' if in_call <= 1.1 else 'NOT met')
     print(f'other processes used up to {max(disturbed):.2f} cores during '
@@ -227,11 +288,13 @@ def main():
     print(f'SUMMARY: xception{args.arch} {args.size}x{args.size}: TTA '
           f'{tta_s:.2f} s vs {single_s:.2f} s of bare forwards, overhead '
           f'ratio {tta_s / single_s:.3f} (goal <= 1.1: {verdict}), in-call '
-          f'{in_call:.3f} ({in_verdict}), vs forwards keeping their logits '
-          f'{tta_s / keep_s:.3f}; batched '
+          f'{in_call:.3f} ({in_verdict}); mmseg\'s SegTTAModel '
+          f'{mmseg_s / single_s:.3f} (ours {tta_s / mmseg_s:.3f}x its '
+          f'time, peak memory {common.fmt(mib["ours"], ".0f")} vs '
+          f'{common.fmt(mib["mmseg"], ".0f")} MiB); batched '
           f'flip / sequential = {batched_total / seq_total:.2f} '
           f'({seq_total:.2f} s -> {batched_total:.2f} s)')
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    common.entry(main, memory=child_memory)
