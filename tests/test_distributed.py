@@ -1,6 +1,7 @@
 """Distributed SyncBN training equals single-process training (CPU, gloo,
 2 processes through torchrun), the launch scripts work on a CPU-only torch,
 and dist_test.sh gives test.py's metrics."""
+import os
 import os.path as osp
 import re
 import subprocess
@@ -111,7 +112,6 @@ def _user_config(tmp_path, data_root):
 
 def _bash(*args, port):
     env = dict(PYTHON=sys.executable, PORT=str(port), PYTHONUNBUFFERED='1')
-    import os
     proc = subprocess.run(['bash', *args], cwd=REPO,
                           env=dict(os.environ, **env),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -143,3 +143,39 @@ def test_dist_train_and_test_scripts_on_cpu(tmp_path, synth_voc):
         return found[-1]
 
     assert metrics(single) == metrics(multi)
+
+
+def test_finish_launcher_keeps_buffered_output(tmp_path):
+    """finish_launcher ends both gloo ranks with status 0 through os._exit
+    without losing what a log handler still buffers (fails without its
+    logging.shutdown). Without a process group it just returns."""
+    script = tmp_path / 'finish.py'
+    script.write_text(textwrap.dedent("""\
+        import logging, logging.handlers, sys
+        import torch.distributed as dist
+        from deeplabplus_mm.engine import finish_launcher
+        finish_launcher()  # no process group yet: returns
+        dist.init_process_group('gloo')
+        rank = dist.get_rank()
+        log = logging.getLogger('finish')
+        log.addHandler(logging.handlers.MemoryHandler(
+            capacity=1000, flushLevel=logging.CRITICAL,
+            target=logging.FileHandler(f'{sys.argv[1]}.{rank}')))
+        log.warning('rank %d logged', rank)
+        print(f'rank {rank} printed')  # (torchrun runs python -u)
+        finish_launcher()
+        print('not reached')
+        """))
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONUNBUFFERED'}
+    env['PYTHONPATH'] = REPO
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         '--master_port=29615', str(script), str(tmp_path / 'log')],
+        cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for rank in (0, 1):
+        assert f'rank {rank} printed' in proc.stdout
+        assert (tmp_path / f'log.{rank}').read_text() == \
+            f'rank {rank} logged\n'
+    assert 'not reached' not in proc.stdout
