@@ -13,6 +13,26 @@ DEMO_CONFIG = osp.join(
     REPO, 'configs/demo/deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py')
 
 
+def build_model(config, seed=None):
+    """The segmentor of ``config`` (a path or a Config's ``model`` already
+    edited by the test) as tests use it: our and mmseg's modules
+    registered, SyncBN reverted to BN, random weights (from ``seed`` when
+    given)."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    import deeplabplus_mm  # noqa: F401
+    register_all_modules()
+    model_cfg = Config.fromfile(config).model if isinstance(config, str) \
+        else config
+    if seed is not None:
+        torch.manual_seed(seed)
+    return revert_sync_batchnorm(MODELS.build(model_cfg))
+
+
 def tf_refs_dir():
     """``shared/tf_deeplab`` (TensorFlow's own outputs): $DEEPLAB_TF_REFS or
     ``<repo>/../shared/tf_deeplab``."""

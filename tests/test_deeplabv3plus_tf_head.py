@@ -21,7 +21,7 @@ from mmseg.structures import SegDataSample
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import deeplabplus_mm  # noqa: F401  (registers the head)
-from conftest import REPO
+from conftest import REPO, build_model
 
 HEAD_EPS = 1e-5
 CHANNELS = 32
@@ -416,12 +416,8 @@ def test_loss_default_ce_divides_by_all_pixels():
 @pytest.fixture(scope='module')
 def segmentor():
     from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
-    from mmseg.utils import register_all_modules
-    register_all_modules()
-    torch.manual_seed(0)
     cfg = Config.fromfile(CONFIG)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model = build_model(cfg.model, seed=0)
     return cfg, model.eval()
 
 

@@ -13,10 +13,9 @@ import torch.nn as nn
 from PIL import Image
 from mmcv.cnn import ConvModule
 from mmengine.config import Config
-from mmengine.model import revert_sync_batchnorm
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from conftest import REPO, run_tool, tiny_config
+from conftest import REPO, build_model, run_tool, tiny_config
 from deeplabplus_mm.models.utils import fusable_conv_modules, fuse_conv_bn
 
 ZOO_CONFIG = osp.join(
@@ -36,14 +35,10 @@ def one_thread():
 
 
 def build_segmentor(arch=65):
-    import deeplabplus_mm  # noqa: F401
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
     cfg = Config.fromfile(ZOO_CONFIG)
     cfg.model.backbone.arch = arch
     cfg.model.backbone.init_cfg = None
-    return revert_sync_batchnorm(MODELS.build(cfg.model))
+    return build_model(cfg.model)
 
 
 def randomize_norms_(model, seed=0):
@@ -161,13 +156,9 @@ def calibrated_checkpoint(tmp_path_factory, synth_voc):
     measured on random images (a random model with default statistics
     predicts one class everywhere; calibrated, its predictions vary over
     the image), saved as the converter does; and a config on the data."""
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
     folder = tmp_path_factory.mktemp('calibrated')
     config = tiny_config(folder, synth_voc, 1)
-    torch.manual_seed(0)
-    model = revert_sync_batchnorm(MODELS.build(Config.fromfile(config).model))
+    model = build_model(config, seed=0)
     for m in model.modules():
         if isinstance(m, _BatchNorm):
             m.reset_running_stats()

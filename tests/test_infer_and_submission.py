@@ -8,21 +8,14 @@ import torch
 from PIL import Image
 
 from conftest import DEMO_CONFIG as DEMO
-from conftest import run_tool
+from conftest import build_model, run_tool
 
 
 @pytest.fixture(scope='module')
 def plain_checkpoint(tmp_path_factory):
     """A checkpoint like the converter writes: state_dict + meta, no
     dataset_meta (random weights; BN stats made non-trivial)."""
-    import deeplabplus_mm  # noqa: F401
-    from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
-    torch.manual_seed(0)
-    model = revert_sync_batchnorm(MODELS.build(Config.fromfile(DEMO).model))
+    model = build_model(DEMO, seed=0)
     path = tmp_path_factory.mktemp('ckpt') / 'plain.pth'
     torch.save(dict(state_dict=model.state_dict(),
                     meta=dict(variant='xception_41')), path)

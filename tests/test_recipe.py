@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO, run_tool, tiny_config
+from conftest import REPO, build_model, run_tool, tiny_config
 
 ZOO = osp.join(REPO, 'configs/deeplabv3plus/'
                'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py')
@@ -28,14 +28,9 @@ def _kind(name, module):
 
 
 def test_optimizer_has_tf_weight_decay_per_parameter_kind():
-    import deeplabplus_mm  # noqa: F401
-    from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
     cfg = Config.fromfile(ZOO)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model = build_model(cfg.model)
     optim = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
     assert isinstance(optim, torch.optim.SGD)
     group_of = {id(p): g for g in optim.param_groups for p in g['params']}

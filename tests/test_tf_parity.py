@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.model import revert_sync_batchnorm
 
-from conftest import REPO
+from conftest import REPO, build_model
 from deeplabplus_mm.converters import (convert, expected_state_shapes,
                                        map_scope)
 
@@ -32,15 +31,11 @@ def tf_variables(tf_refs, tf_weights):
 
 
 def build_zoo_model(pad_to=None):
-    import deeplabplus_mm  # noqa: F401
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
     cfg = Config.fromfile(ZOO_CONFIG)
     # The references were made with crop_size = input size (no padding).
     cfg.model.data_preprocessor.test_cfg = (
         dict(size=pad_to) if pad_to else None)
-    return revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+    return build_model(cfg.model).eval()
 
 
 @pytest.fixture(scope='module')

@@ -10,9 +10,8 @@ import torch
 from mmcv.transforms import Compose
 from mmengine.config import Config, ConfigDict
 from mmengine.dataset import pseudo_collate
-from mmengine.model import revert_sync_batchnorm
 
-from conftest import REPO
+from conftest import REPO, build_model
 
 VOC_BASE = osp.join(REPO, 'configs', '_base_', 'datasets',
                     'pascal_voc12_aug.py')
@@ -22,13 +21,8 @@ VOC_BASE = osp.join(REPO, 'configs', '_base_', 'datasets',
 def segmentor():
     """Xception-41 + TF head, BN statistics measured on random images so
     that predictions vary over the image."""
-    import deeplabplus_mm  # noqa: F401
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
-    torch.manual_seed(0)
     norm_cfg = dict(type='BN', eps=1e-3, momentum=1.0)
-    model = MODELS.build(dict(
+    model = build_model(ConfigDict(
         type='EncoderDecoder',
         data_preprocessor=dict(type='SegDataPreProcessor', mean=[127.5] * 3,
                                std=[127.5] * 3, bgr_to_rgb=True),
@@ -37,8 +31,7 @@ def segmentor():
                          in_index=1, channels=32, c1_channels=8,
                          num_classes=21, align_corners=True,
                          norm_cfg=norm_cfg),
-        test_cfg=ConfigDict(mode='whole')))
-    model = revert_sync_batchnorm(model)
+        test_cfg=dict(mode='whole')), seed=0)
     model.train()
     with torch.no_grad():  # momentum 1: running stats = this batch's
         model(torch.rand(2, 3, 65, 65) * 2 - 1, mode='tensor')
