@@ -1,5 +1,5 @@
 """Test-time augmentation that merges each view as soon as it is predicted."""
-from typing import List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 import torch
 from mmengine.structures import PixelData
@@ -29,22 +29,39 @@ class AccumulatingSegTTAModel(SegTTAModel):
     """
 
     def test_step(self, data) -> List[SegDataSample]:
-        views = _split_views(data)
+        # One view predicted at a time: the generator runs the next view's
+        # forward only after the previous view is merged and dropped.
+        return self._merge_views(
+            self.module.test_step(view) for view in _split_views(data))
+
+    def merge_preds(self, data_samples_list):
+        """The same merge for predictions made elsewhere (a list per image
+        of its views' samples)."""
+        return [
+            self._merge_views([sample] for sample in views)[0]
+            for views in data_samples_list
+        ]
+
+    def _merge_views(
+            self, views: Iterable[List[SegDataSample]]) -> List[SegDataSample]:
+        """Merge an iterable of views (each a list of samples, one per
+        image), holding one running sum per image."""
         sums: Optional[List[torch.Tensor]] = None
         firsts: List[SegDataSample] = []
-        for idx, view in enumerate(views):
-            samples = self.module.test_step(view)
+        count = 0
+        for samples in views:
             scores = [self._probabilities(s.seg_logits.data) for s in samples]
             if sums is None:
                 sums = scores
                 firsts = [_without_maps(s) for s in samples]
             else:
-                _accumulate(sums, scores, samples, idx)
+                _accumulate(sums, scores, samples, count)
+            count += 1
             del samples, scores  # this view's maps go before the next one
         if sums is None:
             raise ValueError('TTA data holds no views')
         return [
-            self._merged(first, total / len(views))
+            self._merged(first, total / count)
             for first, total in zip(firsts, sums)
         ]
 
@@ -62,19 +79,6 @@ class AccumulatingSegTTAModel(SegTTAModel):
         first.seg_logits = PixelData(data=mean)
         first.pred_sem_seg = PixelData(data=pred)
         return first
-
-    def merge_preds(self, data_samples_list):
-        """The same merge for predictions made elsewhere (a list per image
-        of its views' samples), by the same accumulation."""
-        merged = []
-        for views in data_samples_list:
-            total = None
-            for sample in views:
-                score = self._probabilities(sample.seg_logits.data)
-                total = score if total is None else total.add_(score)
-            merged.append(
-                self._merged(_without_maps(views[0]), total / len(views)))
-        return merged
 
 
 def _accumulate(sums: List[torch.Tensor], scores: List[torch.Tensor],
