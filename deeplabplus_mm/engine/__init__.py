@@ -7,6 +7,6 @@ from .random_state_hook import RandomStateHook
 
 __all__ = [
     'CPUAmpOptimWrapper', 'CPUDistributedDataParallel', 'CPUSyncBatchNorm',
-    'FastInferenceHook', 'RandomStateHook', 'finish_launcher', 'register_safe_checkpoints',
-    'setup_launcher'
+    'FastInferenceHook', 'RandomStateHook', 'finish_launcher',
+    'register_safe_checkpoints', 'setup_launcher'
 ]

@@ -253,7 +253,8 @@ def main():
          ['overhead ratio, ours (TTA / bare forwards)',
           f'{tta_s / single_s:.3f}'],
          ["overhead ratio, mmseg's", f'{mmseg_s / single_s:.3f}'],
-         ["mmseg's / forwards keeping their logits", f'{mmseg_s / keep_s:.3f}'],
+         ["mmseg's / forwards keeping their logits",
+          f'{mmseg_s / keep_s:.3f}'],
          ['in-call overhead, ours (test_step / its own forwards)',
           f'{in_call:.3f}'],
          ["in-call overhead, mmseg's", f'{mmseg_in_call:.3f}']]))
