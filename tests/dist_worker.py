@@ -1,89 +1,144 @@
 """Run under torchrun by tests/test_distributed.py (not a test itself).
 
-Trains a small net built from our XceptionModule (SyncBN norm layers) for a
-few SGD steps on a fixed batch of 4, split over WORLD_SIZE ranks, through
-CPUDistributedDataParallel; rank 0 saves BN running stats, first-step
-gradients and final weights. ``--plain-bn`` keeps unsynchronised BN (the
-negative control); WORLD_SIZE=1 without a process group is the reference.
+Edge cases of CPUSyncBatchNorm with two gloo ranks. Every rank holds the
+whole batch of each case (same seeds), feeds its own part to
+``CPUSyncBatchNorm`` and compares with torch's own BatchNorm on the whole
+batch computed locally; rank R writes its findings to ``OUT.R.json``.
 """
-import argparse
-import os
+import json
+import sys
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-import deeplabplus_mm  # noqa: F401
-from deeplabplus_mm.engine import (CPUDistributedDataParallel,
-                                   finish_launcher)
-from deeplabplus_mm.models.backbones.aligned_xception import XceptionModule
+from deeplabplus_mm.engine import CPUSyncBatchNorm, finish_launcher
+
+C = 6
 
 
-class Net(nn.Module):
-
-    def __init__(self, norm_type):
-        super().__init__()
-        norm_cfg = dict(type=norm_type, eps=1e-3, momentum=0.1)
-        self.stem = nn.Conv2d(3, 16, 3, padding=1, bias=False)
-        self.bn = (nn.SyncBatchNorm(16)
-                   if norm_type == 'SyncBN' else nn.BatchNorm2d(16))
-        self.unit = XceptionModule(16, (16, 16, 24), 2, 1, (1, 1, 1), 'conv',
-                                   False, norm_cfg)
-        self.logits = nn.Conv2d(24, 5, 1)
-
-    def forward(self, x):
-        return self.logits(self.unit(self.bn(self.stem(x)))[0])
+def max_diff(a, b):
+    if a.numel() == 0 and b.numel() == 0:
+        return 0.0
+    return (a.double() - b.double()).abs().max().item()
 
 
-def build(norm_type):
-    torch.manual_seed(0)
-    return Net(norm_type)
+def all_reduced(t):
+    t = t.clone()
+    dist.all_reduce(t)
+    return t
 
 
-def batch():
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(4, 3, 12, 10, generator=g) * 2 + 0.5
-    y = torch.randint(0, 5, (4, 6, 5), generator=g)
-    return x, y
+def split(x, counts, rank):
+    start = sum(counts[:rank])
+    return x[start:start + counts[rank]]
+
+
+def pair(momentum=0.1, track=True):
+    """Our layer and torch's, with the same non-trivial affine params."""
+    g = torch.Generator().manual_seed(3)
+    ref = nn.BatchNorm2d(C, momentum=momentum, track_running_stats=track)
+    with torch.no_grad():
+        ref.weight.copy_(torch.rand(C, generator=g) + 0.5)
+        ref.bias.copy_(torch.randn(C, generator=g))
+    ours = CPUSyncBatchNorm(C, momentum=momentum, track_running_stats=track)
+    ours.load_state_dict(ref.state_dict())
+    return ours, ref
+
+
+def step(ours, ref, x, grad, counts, rank):
+    """One forward/backward of the split batch (ours) and of the whole
+    batch (ref); the loss is ``sum(y * grad)``, so the input gradients of
+    the two are the same numbers and the parameter gradients add up."""
+    xr = x.clone().requires_grad_()
+    y_ref = ref(xr)
+    (y_ref * grad).sum().backward()
+    xo = split(x, counts, rank).clone().requires_grad_()
+    y = ours(xo)
+    (y * split(grad, counts, rank)).sum().backward()
+    out = dict(
+        finite=bool(torch.isfinite(y).all() and torch.isfinite(xo.grad).all()
+                    and torch.isfinite(ours.weight.grad).all()),
+        y=max_diff(y, split(y_ref, counts, rank)),
+        dx=max_diff(xo.grad, split(xr.grad, counts, rank)),
+        dw=max_diff(all_reduced(ours.weight.grad), ref.weight.grad),
+        db=max_diff(all_reduced(ours.bias.grad), ref.bias.grad))
+    if ref.track_running_stats:
+        out['mean'] = max_diff(ours.running_mean, ref.running_mean)
+        out['var'] = max_diff(ours.running_var, ref.running_var)
+    ours.zero_grad()
+    ref.zero_grad()
+    return out
+
+
+def batch(n, seed, hw=(5, 7), loc=0.5, scale=2.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, C, *hw, generator=g) * scale + loc,
+            torch.randn(n, C, *hw, generator=g))
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument('out')
-    p.add_argument('--plain-bn', action='store_true')
-    p.add_argument('--steps', type=int, default=3)
-    args = p.parse_args()
-    world = int(os.environ.get('WORLD_SIZE', 1))
-    rank = int(os.environ.get('RANK', 0))
-    x, y = batch()
-    if world > 1:
-        dist.init_process_group('gloo')
-        model = build('BN' if args.plain_bn else 'SyncBN')
-        model = CPUDistributedDataParallel(model, broadcast_buffers=False)
-        per = x.shape[0] // world
-        x, y = x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]
-        net = model.module
-    else:
-        model = net = build('BN')
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9,
-                          weight_decay=1e-3)
-    grads = None
-    for step in range(args.steps):
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        if step == 0:
-            grads = {n: p.grad.clone() for n, p in net.named_parameters()}
-        opt.step()
-    if rank == 0:
-        torch.save(
-            dict(
-                grads=grads,
-                state={k: v.clone() for k, v in net.state_dict().items()},
-                bn_types=sorted({type(m).__name__ for m in net.modules()
-                                 if 'Norm' in type(m).__name__})),
-            args.out)
-    finish_launcher()  # rank 0's file is written and closed already
+    dist.init_process_group('gloo')
+    rank = dist.get_rank()
+    res = {}
+
+    ours, ref = pair()
+    x, grad = batch(4, 0)
+    res['uneven_3_1'] = step(ours, ref, x, grad, [3, 1], rank)
+
+    ours, ref = pair()
+    res['empty_rank'] = step(ours, ref, x, grad, [4, 0], rank)
+
+    # momentum=None: cumulative average over three batches of other sizes.
+    ours, ref = pair(momentum=None)
+    res['momentum_none'] = [
+        step(ours, ref, *batch(n, 10 + n), [n - 1, 1], rank)
+        for n in (2, 3, 5)
+    ]
+    res['momentum_none'][-1]['tracked'] = int(ours.num_batches_tracked)
+
+    # No running statistics: batch statistics in training (synchronised)
+    # and in evaluation (each rank its own batch, as torch's SyncBatchNorm).
+    ours, ref = pair(momentum=None, track=False)
+    res['untracked_train'] = step(ours, ref, x, grad, [2, 2], rank)
+    ours.eval()
+    own = split(x, [2, 2], rank)
+    res['untracked_eval'] = max_diff(
+        ours(own), nn.functional.batch_norm(own, None, None, ours.weight,
+                                            ours.bias, True, 0.0, ours.eps))
+
+    # bf16 autocast: statistics must be those of float32 BatchNorm on the
+    # same bf16 values (a bf16 sum of 100 +- 1 values has no digits left).
+    ours, ref = pair()
+    x16 = batch(4, 7, hw=(16, 16), loc=100.0, scale=1.0)[0].bfloat16()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y16 = ours(split(x16, [2, 2], rank))
+    y32 = ref(x16.float())
+    res['bf16'] = dict(
+        dtype=str(y16.dtype),
+        mean_rel=max_diff(ours.running_mean, ref.running_mean) /
+        ref.running_mean.abs().max().item(),
+        var_rel=max_diff(ours.running_var, ref.running_var) /
+        ref.running_var.abs().max().item(),
+        y=max_diff(y16, split(y32, [2, 2], rank)),
+        y_scale=y32.abs().max().item())
+
+    # One value per channel over all ranks: torch's error, on every rank.
+    ours, ref = pair()
+    one = torch.randn(1, C, 1, 1)
+    try:
+        ref(one)
+    except ValueError as e:
+        torch_msg = str(e)
+    try:
+        ours(one if rank == 0 else one[:0])
+        res['one_value'] = dict(raised=None)
+    except ValueError as e:
+        res['one_value'] = dict(raised=str(e), torch=torch_msg)
+
+    with open(f'{sys.argv[1]}.{rank}.json', 'w') as f:
+        json.dump(res, f, indent=1)
+    finish_launcher()
 
 
 if __name__ == '__main__':

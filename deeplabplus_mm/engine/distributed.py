@@ -16,27 +16,142 @@ import gc
 import logging
 import os
 import sys
+from typing import List
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
-from torch.distributed.nn.functional import all_reduce
+from torch.autograd import Function
 from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def _reduce_dims(x: torch.Tensor) -> List[int]:
+    return [0] + list(range(2, x.dim()))
+
+
+def _channel_view(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return t.view([1, -1] + [1] * (x.dim() - 2))
+
+
+def _all_reduce(tensor: torch.Tensor, group) -> torch.Tensor:
+    dist.all_reduce(tensor, group=group)
+    return tensor
+
+
+class _BatchNormFunction(Function):
+    """Training-mode BatchNorm whose statistics may span several processes,
+    computed as torch's CPU BatchNorm computes them for one process.
+
+    torch (ATen ``batch_norm_cpu_collect_stats_contiguous_impl``) sums each
+    channel in float64 and rounds the mean to float32, sums the float32
+    squares ``(x - mean)**2`` in float64 and rounds that sum to float32, and
+    applies ``y = fma(x, alpha, fma(-mean, alpha, bias))`` with
+    ``alpha = invstd * weight``. Done here with each rank's float64 partial
+    sums all-reduced, a batch split over ranks gets bit for bit the output
+    (and running statistics) torch's BatchNorm gives the whole batch in one
+    process, short of rare ties in the float64 sums' order. That matters
+    beyond the last digit: in a randomly initialised network one flipped
+    ReLU shows in the 4th digit of the weights after one SGD step. (torch
+    takes another path for channels_last or 1x1 inputs; there the two agree
+    to float32 rounding.) In backward, the sums of ``dy`` and of
+    ``(x - mean) * dy`` are float64 and all-reduced, as
+    ``torch.nn.SyncBatchNorm`` does with NCCL. bf16/fp16 inputs (autocast)
+    are normalised in float32, as torch's mixed-type BatchNorm does; the
+    output has the input's dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, eps,
+                factor, group):
+        dims = _reduce_dims(x)
+        channels = x.shape[1]
+        work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        stats = torch.cat([
+            torch.sum(work, dims, dtype=torch.float64),
+            torch.tensor([work.numel() // max(channels, 1)],
+                         dtype=torch.float64)
+        ])
+        count = int(_all_reduce(stats, group)[-1].item())
+        if count == 1:  # torch's error, raised on every rank alike
+            raise ValueError('Expected more than 1 value per channel when '
+                             f'training, got input size {x.size()}')
+        if count == 0:  # every rank's batch is empty: nothing to learn
+            ctx.count = 0
+            return x.clone()
+        mean = (stats[:channels] / count).to(work.dtype)
+        centred = work - _channel_view(mean, work)
+        var_sum = _all_reduce(
+            torch.sum(centred * centred, dims, dtype=torch.float64),
+            group).to(work.dtype)
+        invstd = (1.0 / torch.sqrt((var_sum / count).double() + eps)).to(
+            work.dtype)
+        if running_mean is not None:
+            unbiased = (var_sum / max(count - 1, 1)).double()
+            running_mean.copy_(factor * mean.double() +
+                               (1 - factor) * running_mean.double())
+            running_var.copy_(factor * unbiased +
+                              (1 - factor) * running_var.double())
+        alpha = invstd if weight is None else invstd * weight.to(work.dtype)
+        beta = -mean * alpha if bias is None else torch.addcmul(
+            bias.to(work.dtype), -mean, alpha)
+        out = torch.addcmul(
+            _channel_view(beta, work), work, _channel_view(alpha, work))
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.count, ctx.group = count, group
+        ctx.has_bias = bias is not None
+        return out.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        if ctx.count == 0:
+            return grad_out.clone(), None, None, None, None, None, None, None
+        x, weight, mean, invstd = ctx.saved_tensors
+        dims = _reduce_dims(x)
+        channels = x.shape[1]
+        work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        dy = grad_out.to(work.dtype)
+        centred = work - _channel_view(mean, work)
+        local = torch.cat([
+            torch.sum(dy, dims, dtype=torch.float64),
+            torch.sum(centred * dy, dims, dtype=torch.float64)
+        ])
+        sums = _all_reduce(local.clone(), ctx.group)
+        count = ctx.count
+        inv = invstd.double()
+        grad_mean = (sums[:channels] / count).to(work.dtype)
+        k = (sums[channels:] * inv * inv / count).to(work.dtype)
+        scale = invstd if weight is None else invstd * weight.to(work.dtype)
+        grad_in = torch.addcmul(
+            dy - _channel_view(grad_mean, work), centred,
+            _channel_view(k, work), value=-1) * _channel_view(scale, work)
+        # Parameter gradients are this rank's own: DDP averages them.
+        grad_weight = grad_bias = None
+        if weight is not None and ctx.needs_input_grad[1]:
+            grad_weight = (local[channels:] * inv).to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = local[:channels].to(
+                x.dtype if weight is None else weight.dtype)
+        return (grad_in.to(x.dtype), grad_weight, grad_bias, None, None, None,
+                None, None)
 
 
 class CPUSyncBatchNorm(_BatchNorm):
     """Synchronised BatchNorm for any device and backend (gloo included).
 
-    In training under an initialised process group, the batch statistics
-    are those of the union of all ranks' batches: per-channel sums, sums of
-    squares and counts are all-reduced with an autograd-aware all-reduce, so
-    the backward pass reduces the statistics' gradients across ranks too, as
-    ``torch.nn.SyncBatchNorm`` does with NCCL. Running statistics follow
-    torch's rule (unbiased variance, ``momentum`` or cumulative average).
-    Otherwise it is a plain BatchNorm. Parameter and buffer names equal
-    torch's, so checkpoints move freely between the two.
+    In training under a process group with several ranks, the batch
+    statistics are those of the union of all ranks' batches, computed as
+    torch's CPU BatchNorm computes them for one process
+    (:class:`_BatchNormFunction`): two ranks with half a batch each compute
+    the forward pass of one process with the whole batch bit for bit, and
+    its backward pass to float32 rounding. Otherwise (no process group, one
+    rank, evaluation) it is torch's BatchNorm. Running statistics follow
+    torch's rule (unbiased variance, ``momentum`` or, with
+    ``momentum=None``, the cumulative average); without running statistics,
+    evaluation uses each rank's own batch, as ``torch.nn.SyncBatchNorm``
+    does. Parameter and buffer names equal torch's, so checkpoints move
+    freely between the two.
     """
 
     def _check_input_dim(self, input):
@@ -49,35 +164,14 @@ class CPUSyncBatchNorm(_BatchNorm):
                 and dist.is_initialized() and dist.get_world_size() > 1)
         if not sync:
             return super().forward(x)
-        if self.momentum is None:
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked)
-        else:
-            if self.num_batches_tracked is not None:
-                self.num_batches_tracked.add_(1)
-            factor = self.momentum
-        # Two-pass statistics of the union of all ranks' batches; both
-        # all-reduces are differentiable (their backward all-reduces too).
-        dims = [0] + list(range(2, x.dim()))
-        c = x.shape[1]
-        total = all_reduce(
-            torch.cat([x.sum(dims),
-                       x.new_full((1, ), float(x.numel() // c))]))
-        count = total[-1]
-        mean = total[:c] / count
-        shape = [1, c] + [1] * (x.dim() - 2)
-        centred = x - mean.view(shape)
-        var = all_reduce((centred * centred).sum(dims)) / count
+        factor = 0.0
         if self.track_running_stats:
-            with torch.no_grad():
-                n = count.item()
-                self.running_mean.mul_(1 - factor).add_(factor * mean)
-                self.running_var.mul_(1 - factor).add_(factor * var * n /
-                                                       max(n - 1, 1))
-        out = centred * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
-        return out
+            self.num_batches_tracked.add_(1)
+            factor = (1.0 / float(self.num_batches_tracked)
+                      if self.momentum is None else self.momentum)
+        return _BatchNormFunction.apply(x, self.weight, self.bias,
+                                        self.running_mean, self.running_var,
+                                        self.eps, factor, dist.group.WORLD)
 
     @classmethod
     def convert(cls, module: nn.Module) -> nn.Module:
