@@ -1,4 +1,5 @@
-"""Tests of the numpy-only TensorFlow checkpoint reader and writer."""
+"""Tests of the numpy-only TensorFlow checkpoint reader and writer (bad
+input to the reader: ``test_tf_bundle_hardening.py``)."""
 
 import os
 import shutil
@@ -8,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deeplabplus_mm.converters import crc
 from deeplabplus_mm.converters import tf_bundle as tb
+from deeplabplus_mm.converters import tf_bundle_writer as tw
+from deeplabplus_mm.converters.crc import crc32c
 from deeplabplus_mm.converters.tf_bundle import (CheckpointReader,
-                                                 TFCheckpointError, crc32c,
+                                                 TFCheckpointError,
                                                  load_checkpoint,
-                                                 open_checkpoint, read_index,
-                                                 write_checkpoint)
+                                                 open_checkpoint, read_index)
+from deeplabplus_mm.converters.tf_bundle_writer import write_checkpoint
 
 
 def _fixtures():
@@ -58,7 +62,7 @@ def _index(*entries):
     """A one-shard .index table from (name, BundleEntryProto) pairs."""
     header = bytes([0x08, 0x01, 0x1A, 0x02, 0x08, 0x01])
     items = [(b'', header)] + [(n.encode(), v) for n, v in entries]
-    return tb._build_table(items, 4096)
+    return tw._build_table(items, 4096)
 
 
 def _num_data_blocks(index_bytes):
@@ -197,7 +201,7 @@ def test_bfloat16_read_as_exact_float32():
     values = np.array([1.5, -2.25, 3.0e38, -0.0, np.inf, 1e-40], np.float32)
     bits = (values.view(np.uint32) >> 16).astype('<u2').reshape(2, 3)
     data = bits.tobytes()
-    entry = tb._entry_proto(14, (2, 3), 0, 0, len(data), crc32c(data))
+    entry = tw._entry_proto(14, (2, 3), 0, 0, len(data), crc32c(data))
     reader = CheckpointReader(_index(('bf', entry)), {0: memoryview(data)})
     out = reader.get('bf')
     assert reader.dtype('bf') == out.dtype == np.float32
@@ -206,9 +210,9 @@ def test_bfloat16_read_as_exact_float32():
 
 
 def test_unsupported_dtype_and_partitioned_variable():
-    qint8 = tb._entry_proto(11, (2, ), 0, 0, 2, crc32c(b'ab'))
-    sliced = bytearray(tb._entry_proto(1, (4, ), 0, 0, 0, 0))
-    tb._pb_field(sliced, 7, 2, b'\x0a\x00')  # one TensorSliceProto
+    qint8 = tw._entry_proto(11, (2, ), 0, 0, 2, crc32c(b'ab'))
+    sliced = bytearray(tw._entry_proto(1, (4, ), 0, 0, 0, 0))
+    tw._pb_field(sliced, 7, 2, b'\x0a\x00')  # one TensorSliceProto
     index = _index(('part', bytes(sliced)), ('q', qint8))
     reader = CheckpointReader(index, {0: b'ab'}, 'ck')
     assert reader.names() == ['part', 'q']
@@ -220,7 +224,7 @@ def test_unsupported_dtype_and_partitioned_variable():
 
 
 def test_size_inconsistent_with_shape():
-    entry = tb._entry_proto(1, (3, ), 0, 0, 8, 0)
+    entry = tw._entry_proto(1, (3, ), 0, 0, 8, 0)
     with pytest.raises(TFCheckpointError, match="'t' of shape"):
         read_index(_index(('t', entry)))
 
@@ -347,9 +351,9 @@ def test_crc32c_known_vectors():
     assert crc32c(bytes(32)) == 0x8A9136AA
     assert crc32c(b'\xff' * 32) == 0x62A8AB43
     assert crc32c(b'') == 0
-    assert tb.mask_crc32c(0) == 0xA282EAD8  # as stored for empty tensors
+    assert crc.mask_crc32c(0) == 0xA282EAD8  # as stored for empty tensors
     for value in (0, 1, 0xE3069283, 0xFFFFFFFF):
-        assert tb.unmask_crc32c(tb.mask_crc32c(value)) == value
+        assert crc.unmask_crc32c(crc.mask_crc32c(value)) == value
 
 
 def test_crc32c_matches_bitwise_reference():
@@ -369,7 +373,7 @@ def test_crc32c_large_buffer_against_chunked_reference():
     rng = np.random.default_rng(6)
     data = rng.integers(0, 256, 3 * (1 << 20) + 12345, dtype=np.uint8)
     chunk = 3001  # below the vectorisation threshold: plain table loop
-    assert chunk < tb._SMALL
+    assert chunk < crc._SMALL
     expected = _crc_bitwise(data[:chunk].tobytes())
     for start in range(chunk, data.size, chunk):
         expected = crc32c(data[start:start + chunk].tobytes(), expected)

@@ -1,4 +1,4 @@
-"""Read and write TensorFlow checkpoints (tensor bundle V2) with numpy only.
+"""Read TensorFlow checkpoints (tensor bundle V2) with numpy only.
 
 A checkpoint ``PREFIX`` is a set of files:
 
@@ -20,28 +20,27 @@ A checkpoint ``PREFIX`` is a set of files:
 * ``PREFIX.data-SSSSS-of-NNNNN``: the data shards, raw little-endian C-order
   tensor bytes concatenated without padding.
 
-CRC-32C (Castagnoli) is computed in numpy by running a table-driven CRC over
-many equal lanes of a buffer at once, then merging the lane CRCs with the
-GF(2)-linear CRC combine operator. String and variant tensors (such as
+CRC-32C checksums come from :mod:`deeplabplus_mm.converters.crc`; the
+writer the tests and benchmarks use is
+:mod:`deeplabplus_mm.converters.tf_bundle_writer`. String and variant tensors (such as
 ``_CHECKPOINTABLE_OBJECT_GRAPH`` in TF2 object-based checkpoints) are listed in
 ``CheckpointReader.skipped`` and not decoded; partitioned (sliced) variables
 are not supported.
 """
 
-import functools
 import mmap
 import os
 import re
 import struct
 import tarfile
-import uuid
 
 import numpy as np
 
+from .crc import _as_uint8, crc32c, mask_crc32c, unmask_crc32c
+
 __all__ = [
     'TFCheckpointError', 'crc32c', 'mask_crc32c', 'unmask_crc32c',
-    'read_index', 'CheckpointReader', 'open_checkpoint', 'load_checkpoint',
-    'write_checkpoint'
+    'read_index', 'CheckpointReader', 'open_checkpoint', 'load_checkpoint'
 ]
 
 
@@ -51,159 +50,6 @@ class TFCheckpointError(ValueError):
 
 class _Corrupt(Exception):
     """Malformed bytes; re-raised as TFCheckpointError naming the file."""
-
-
-# ---------------------------------------------------------------------------
-# CRC-32C
-# ---------------------------------------------------------------------------
-
-_POLY = 0x82F63B78  # CRC-32C (Castagnoli), reflected
-_MASK_DELTA = 0xA282EAD8
-_LANE = 64  # bytes per lane of the vectorised CRC
-_BLOCK = 1 << 21  # bytes per vectorised pass (a multiple of _LANE)
-_SMALL = 4096  # buffers shorter than this are done in plain Python
-
-
-def _byte_tables():
-    """Slice-by-4 tables: ``t[k][b]`` = CRC of byte b + k zero bytes."""
-    t = np.arange(256, dtype=np.uint32)
-    for _ in range(8):
-        t = np.where(t & 1, (t >> 1) ^ np.uint32(_POLY), t >> 1)
-    tables = [t.astype(np.uint32)]
-    for _ in range(3):
-        tables.append((tables[-1] >> 8) ^ tables[0][tables[-1] & 0xFF])
-    return tables
-
-
-_T = _byte_tables()
-_T0 = _T[0].tolist()
-# One 32-bit word: crc ^= word; crc = _TLO[crc & 0xffff] ^ _THI[crc >> 16].
-_I16 = np.arange(65536, dtype=np.uint32)
-_TLO = (_T[3][_I16 & 0xFF] ^ _T[2][_I16 >> 8]).astype('<u4')
-_THI = (_T[1][_I16 & 0xFF] ^ _T[0][_I16 >> 8]).astype('<u4')
-_TLO_LIST, _THI_LIST = _TLO.tolist(), _THI.tolist()
-
-
-def _multmodp(a, b):
-    """Product of two polynomials modulo the CRC polynomial (reflected)."""
-    m, p = 1 << 31, 0
-    while a:
-        if a & m:
-            p ^= b
-            a ^= m
-        m >>= 1
-        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
-    return p
-
-
-@functools.lru_cache(maxsize=None)
-def _shift_tables(nbytes):
-    """Tables of the map: CRC state -> state after ``nbytes`` zero bytes.
-
-    Returns:
-        A ``(4, 256)`` uint32 array ``t``; the map is ``t[0][c & 255] ^
-        t[1][(c >> 8) & 255] ^ t[2][(c >> 16) & 255] ^ t[3][c >> 24]``.
-    """
-    # xn = x^(8 nbytes) mod P, by square-and-multiply (1 << 31 is x^0).
-    xn, square, n = 1 << 31, 1 << 30, 8 * nbytes
-    while n:
-        if n & 1:
-            xn = _multmodp(square, xn)
-        square, n = _multmodp(square, square), n >> 1
-    basis = np.array([_multmodp(xn, 1 << i) for i in range(32)],
-                     dtype=np.uint32).reshape(4, 1, 8)
-    bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
-    return np.bitwise_xor.reduce(np.where(bits == 1, basis, 0), axis=2)
-
-
-def _shift(crc, nbytes):
-    """Appends ``nbytes`` zero bytes to CRC state(s) (int or uint32 array)."""
-    t = _shift_tables(nbytes)
-    return (t[0][crc & 0xFF] ^ t[1][(crc >> 8) & 0xFF]
-            ^ t[2][(crc >> 16) & 0xFF] ^ t[3][crc >> 24])
-
-
-def _update_small(crc, a):
-    """CRC state update over a uint8 array, in plain Python."""
-    n4 = a.size & ~3
-    for word in a[:n4].view('<u4').tolist():
-        crc ^= word
-        crc = _TLO_LIST[crc & 0xFFFF] ^ _THI_LIST[crc >> 16]
-    for byte in a[n4:].tolist():
-        crc = (crc >> 8) ^ _T0[(crc ^ byte) & 0xFF]
-    return crc
-
-
-def _update_lanes(crc, block):
-    """CRC state update over a 4-byte aligned block of whole lanes."""
-    lanes = block.size // _LANE
-    words = block.view('<u4').reshape(lanes, _LANE // 4)
-    c = np.zeros(lanes, dtype='<u4')
-    c[0] = crc
-    halves = c.view('<u2').reshape(lanes, 2)
-    lo, hi = np.empty_like(c), np.empty_like(c)
-    for k in range(_LANE // 4):
-        np.bitwise_xor(c, words[:, k], out=c)
-        np.take(_TLO, halves[:, 0], out=lo)
-        np.take(_THI, halves[:, 1], out=hi)
-        np.bitwise_xor(lo, hi, out=c)
-    # Merge neighbouring lanes: state(A + B) = shift(state(A), len(B)) ^
-    # state(B), as all lanes but the first started from 0. The odd last lane
-    # of a level is set aside and appended at the end, outermost level first.
-    pending, length = [], _LANE
-    while c.size > 1:
-        if c.size & 1:
-            pending.append((int(c[-1]), length))
-            c = c[:-1]
-        c = _shift(c[0::2], length) ^ c[1::2]
-        length *= 2
-    crc = int(c[0])
-    for value, length in reversed(pending):
-        crc = int(_shift(crc, length)) ^ value
-    return crc
-
-
-def _as_uint8(data):
-    """Flat uint8 view of a bytes-like object or array (copied if strided)."""
-    if isinstance(data, np.ndarray):
-        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    return np.frombuffer(data, dtype=np.uint8)
-
-
-def crc32c(data, crc=0):
-    """CRC-32C (Castagnoli) as TensorFlow's ``crc32c::Value``/``Extend``.
-
-    Args:
-        data: bytes, bytearray, memoryview, mmap or numpy array (raw bytes).
-        crc: CRC of preceding data to extend:
-            ``crc32c(a + b) == crc32c(b, crc32c(a))``.
-
-    Returns:
-        The (unmasked) CRC as an int.
-    """
-    a = _as_uint8(data)
-    state = crc ^ 0xFFFFFFFF
-    if a.size >= _SMALL:
-        head = -a.__array_interface__['data'][0] % 4  # word-align the rest
-        state = _update_small(state, a[:head])
-        a = a[head:]
-        end = a.size - a.size % _LANE
-        for start in range(0, end, _BLOCK):
-            state = _update_lanes(state, a[start:min(start + _BLOCK, end)])
-        a = a[end:]
-    return _update_small(state, a) ^ 0xFFFFFFFF
-
-
-def mask_crc32c(crc):
-    """Masks a CRC as TensorFlow stores it (``crc32c::Mask``)."""
-    rotated = ((crc >> 15) | (crc << 17)) & 0xFFFFFFFF
-    return (rotated + _MASK_DELTA) & 0xFFFFFFFF
-
-
-def unmask_crc32c(masked):
-    """Inverse of :func:`mask_crc32c`."""
-    rotated = (masked - _MASK_DELTA) & 0xFFFFFFFF
-    return ((rotated >> 17) | (rotated << 15)) & 0xFFFFFFFF
 
 
 # ---------------------------------------------------------------------------
@@ -225,14 +71,6 @@ def _varint(buf, pos):
         shift += 7
         if shift > 63:
             raise _Corrupt('varint longer than 10 bytes')
-
-
-def _put_varint(out, value):
-    """Appends the varint encoding of a non-negative int to a bytearray."""
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
 
 
 def _pb_parse(buf):
@@ -288,18 +126,6 @@ def _pb_messages(fields, number):
     if not all(isinstance(v, bytes) for v in values):
         raise _Corrupt(f'protobuf field {number} is not a message')
     return [_pb_parse(v) for v in values]
-
-
-def _pb_field(out, number, wire, value):
-    """Appends a field (wire 0: int, 2: bytes, 5: fixed32) to a bytearray."""
-    _put_varint(out, number << 3 | wire)
-    if wire == 0:
-        _put_varint(out, value)
-    elif wire == 5:
-        out += struct.pack('<I', value)
-    else:
-        _put_varint(out, len(value))
-        out += value
 
 
 # ---------------------------------------------------------------------------
@@ -375,95 +201,6 @@ def _table_items(data):
             yield key, value
 
 
-class _BlockBuilder:
-    """Builds a table block exactly as TensorFlow's ``BlockBuilder``."""
-
-    def __init__(self, restart_interval):
-        self.restart_interval = restart_interval
-        self.reset()
-
-    def reset(self):
-        self.buffer, self.restarts = bytearray(), [0]
-        self.counter, self.last_key = 0, b''
-
-    def add(self, key, value):
-        shared = 0
-        if self.counter < self.restart_interval:
-            limit = min(len(key), len(self.last_key))
-            while shared < limit and key[shared] == self.last_key[shared]:
-                shared += 1
-        else:
-            self.restarts.append(len(self.buffer))
-            self.counter = 0
-        for n in (shared, len(key) - shared, len(value)):
-            _put_varint(self.buffer, n)
-        self.buffer += key[shared:] + value
-        self.last_key = key
-        self.counter += 1
-
-    def size_estimate(self):
-        return len(self.buffer) + 4 * len(self.restarts) + 4
-
-    def finish(self):
-        restarts = self.restarts + [len(self.restarts)]
-        return bytes(self.buffer) + struct.pack(f'<{len(restarts)}I',
-                                                *restarts)
-
-
-def _separator(start, limit):
-    """TensorFlow's ``FindShortestSeparator``: short key in [start, limit)."""
-    n, common = 0, min(len(start), len(limit))
-    while n < common and start[n] == limit[n]:
-        n += 1
-    if n < common and start[n] < 0xFF and start[n] + 1 < limit[n]:
-        return start[:n] + bytes([start[n] + 1])
-    return start
-
-
-def _successor(key):
-    """TensorFlow's ``FindShortSuccessor``: a short key >= ``key``."""
-    for i, byte in enumerate(key):
-        if byte != 0xFF:
-            return key[:i] + bytes([byte + 1])
-    return key
-
-
-def _build_table(items, block_size):
-    """Serialises sorted (key, value) pairs as TensorFlow's TableBuilder."""
-    out = bytearray()
-    data_block, index_block = _BlockBuilder(16), _BlockBuilder(1)
-    pending, last_key = None, b''
-
-    def write_block(block):
-        contents = block.finish() + b'\0'  # + compression type: none
-        handle = bytearray()
-        _put_varint(handle, len(out))
-        _put_varint(handle, len(contents) - 1)
-        out.extend(contents)
-        out.extend(struct.pack('<I', mask_crc32c(crc32c(contents))))
-        block.reset()
-        return bytes(handle)
-
-    for i, (key, value) in enumerate(items):
-        if i and data_block.buffer and len(key) + len(value) >= 2 * block_size:
-            pending = write_block(data_block)
-        if pending is not None:
-            index_block.add(_separator(last_key, key), pending)
-            pending = None
-        last_key = key
-        data_block.add(key, value)
-        if data_block.size_estimate() >= block_size:
-            pending = write_block(data_block)
-    if data_block.buffer:
-        pending = write_block(data_block)
-    footer = bytearray(write_block(_BlockBuilder(16)))  # empty metaindex
-    if pending is not None:
-        index_block.add(_successor(last_key), pending)
-    footer += write_block(index_block)
-    footer += bytes(40 - len(footer)) + struct.pack('<Q', _MAGIC)
-    return bytes(out + footer)
-
-
 # ---------------------------------------------------------------------------
 # Bundle metadata
 # ---------------------------------------------------------------------------
@@ -476,7 +213,6 @@ _DTYPES = {
                         (10, '?'), (17, '<u2'), (18, '<c16'), (19, '<f2'),
                         (22, '<u4'), (23, '<u8')]
 }
-_TF_CODES = {dtype: code for code, dtype in _DTYPES.items()}
 _DT_BFLOAT16 = 14  # stored as uint16, returned as (exactly equal) float32
 _NOT_DECODED = {7: 'string', 21: 'variant'}  # CheckpointReader.skipped
 _BUNDLE_VERSION = 1  # reader version checked against the header's VersionDef
@@ -865,94 +601,3 @@ def load_checkpoint(src, verify=True):
     """
     with open_checkpoint(src) as reader:
         return dict(reader.items(verify))
-
-
-# ---------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------
-
-
-def _entry_proto(code, shape, shard, offset, size, crc):
-    """A BundleEntryProto serialised as TensorFlow does (proto3)."""
-    dims = bytearray()
-    for d in shape:
-        dim = bytearray()
-        if d:
-            _pb_field(dim, 1, 0, d)
-        _pb_field(dims, 2, 2, dim)
-    out = bytearray()
-    for number, wire, value in [(1, 0, code), (2, 2, dims), (3, 0, shard),
-                                (4, 0, offset), (5, 0, size),
-                                (6, 5, mask_crc32c(crc))]:
-        if value or number == 2:  # zeros are omitted; the shape is not
-            _pb_field(out, number, wire, value)
-    return bytes(out)
-
-
-def write_checkpoint(prefix, tensors, num_shards=1, block_size=4096):
-    """Writes numpy arrays as a TensorFlow V2 checkpoint (tensor bundle).
-
-    The layout is TensorFlow's: entries sorted by key, tensor bytes
-    concatenated without padding, an uncompressed index table with restart
-    points every 16 keys. Files are written under temporary names and renamed
-    into place, data shards first and the index last.
-
-    Args:
-        prefix: checkpoint prefix; writes ``prefix.index`` and
-            ``prefix.data-SSSSS-of-NNNNN``.
-        tensors: mapping name -> array (bool, int8-64, uint8-64,
-            float16/32/64, complex64/128).
-        num_shards: number of data shards; tensors are split over them in
-            key order.
-        block_size: target size of the index table's blocks (TensorFlow
-            uses 262144).
-
-    Raises:
-        ValueError: an empty name, an unsupported dtype or num_shards < 1.
-    """
-    prefix = os.fspath(prefix)
-    if num_shards < 1:
-        raise ValueError(f'num_shards must be at least 1, got {num_shards}')
-    arrays = {}
-    for name, value in tensors.items():
-        array = np.asarray(value)
-        dtype = array.dtype
-        if dtype.byteorder == '>':
-            dtype = dtype.newbyteorder('<')
-        if name == '' or dtype not in _TF_CODES:
-            raise ValueError(
-                f'cannot write tensor {name!r} of dtype {array.dtype}')
-        arrays[name.encode('utf-8')] = np.asarray(array, dtype, order='C')
-    keys = sorted(arrays)
-    header = bytearray()
-    _pb_field(header, 1, 0, num_shards)
-    _pb_field(header, 3, 2, bytes([0x08, _BUNDLE_VERSION]))  # producer
-    items = [(b'', bytes(header))]
-    temps = []
-    try:
-        for shard in range(num_shards):
-            final = _data_name(prefix, shard, num_shards)
-            os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
-            temps.append((f'{final}.tempstate{uuid.uuid4().hex}', final))
-            first, stop = (len(keys) * s // num_shards
-                           for s in (shard, shard + 1))
-            offset = 0
-            with open(temps[-1][0], 'xb') as f:
-                for key in keys[first:stop]:
-                    raw = arrays[key].reshape(-1).view(np.uint8)
-                    f.write(raw)
-                    code = _TF_CODES[arrays[key].dtype]
-                    items.append((key,
-                                  _entry_proto(code, arrays[key].shape, shard,
-                                               offset, raw.size, crc32c(raw))))
-                    offset += raw.size
-        final = f'{prefix}.index'
-        temps.append((f'{final}.tempstate{uuid.uuid4().hex}', final))
-        with open(temps[-1][0], 'xb') as f:
-            f.write(_build_table(items, block_size))
-        for temp, final in temps:
-            os.replace(temp, final)
-    finally:
-        for temp, _ in temps:
-            if os.path.exists(temp):
-                os.remove(temp)
