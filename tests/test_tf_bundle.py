@@ -380,3 +380,14 @@ def test_crc32c_large_buffer_against_chunked_reference():
     assert crc32c(data) == expected
     head = crc32c(data[3:3 + chunk].tobytes())
     assert crc32c(data[3:]) == crc32c(data[3 + chunk:], head)
+
+
+def test_crc32c_block_merge_matches_lane_tree():
+    # Whole blocks merge their lanes with per-lane tables, other lengths by
+    # a tree of pairwise merges: both must give the same state.
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        lanes = rng.integers(0, 2**32, crc._BLOCK // crc._LANE,
+                             dtype=np.uint64).astype('<u4')
+        assert crc._merge_block(lanes) == crc._merge_tree(lanes)
+
