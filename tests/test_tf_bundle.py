@@ -332,6 +332,19 @@ def test_missing_and_non_checkpoint_paths(tmp_path):
         open_checkpoint(tmp_path / 'notes.txt')
 
 
+def test_public_names_importable_as_before():
+    # The reader, writer and CRC-32C were one module; their names stay
+    # where users and tools import them from.
+    import deeplabplus_mm.converters as converters
+    for name in ('CheckpointReader', 'TFCheckpointError', 'crc32c',
+                 'load_checkpoint', 'open_checkpoint', 'read_index',
+                 'write_checkpoint'):
+        assert name in converters.__all__ and hasattr(converters, name)
+    assert converters.crc32c is tb.crc32c is crc.crc32c
+    assert tb.mask_crc32c is crc.mask_crc32c
+    assert converters.write_checkpoint is write_checkpoint
+
+
 # ---------------------------------------------------------------------------
 # CRC-32C
 # ---------------------------------------------------------------------------
