@@ -404,3 +404,22 @@ def test_crc32c_block_merge_matches_lane_tree():
                              dtype=np.uint64).astype('<u4')
         assert crc._merge_block(lanes) == crc._merge_tree(lanes)
 
+
+# ---------------------------------------------------------------------------
+# Benchmark (runs and prints its summary; not timed)
+# ---------------------------------------------------------------------------
+
+
+def test_benchmark_read_quick(tmp_path):
+    from conftest import run_tool
+    proc = run_tool('tools/benchmarks/read.py', '--quick', '--subset', '12',
+                    '--kinds', 'all', '--cache', str(tmp_path),
+                    '--patience', '0', timeout=600)
+    out = proc.stdout
+    assert 'SUMMARY: read every tensor of a ' in out, out
+    rows = [ln.split('|')[1].strip() for ln in out.splitlines()
+            if ln.startswith('| folder: ') or ln.startswith('| tar.gz: ')]
+    assert rows == ['folder: all (21 tensors)', 'tar.gz: all (21 tensors)',
+                    'folder: all (21 tensors), verify=False'], out
+    assert 'crc32c: ' in out and 'MB/s' in out
+
