@@ -373,9 +373,15 @@ def test_crc32c_matches_bitwise_reference():
     rng = np.random.default_rng(5)
     data = rng.integers(0, 256, 5100, dtype=np.uint8).tobytes()
     lengths = list(range(300)) + rng.integers(300, 5001, 40).tolist()
-    for i, n in enumerate(lengths + [4095, 4096, 4097, 5000]):
+    for i, n in enumerate(lengths + [1023, 1024, 1025, 2049, 5000]):
         chunk = data[i % 7:i % 7 + n]  # misaligned starts too
         assert crc32c(chunk) == _crc_bitwise(chunk), n
+    # Around the lanes threshold (a partial block: the tree merge).
+    data = rng.integers(0, 256, 40000, dtype=np.uint8).tobytes()
+    for i, n in enumerate([crc._LANES_MIN - 1, crc._LANES_MIN, 39990]):
+        chunk = data[i:i + n]
+        assert crc32c(chunk) == _crc_bitwise(chunk), n
+    data = data[:5100]
     arr = np.frombuffer(data, dtype=np.uint8)
     assert crc32c(arr[::2]) == _crc_bitwise(data[::2])
     assert crc32c(memoryview(data)) == crc32c(bytearray(data)) == crc32c(arr)
@@ -385,8 +391,8 @@ def test_crc32c_matches_bitwise_reference():
 def test_crc32c_large_buffer_against_chunked_reference():
     rng = np.random.default_rng(6)
     data = rng.integers(0, 256, 3 * (1 << 20) + 12345, dtype=np.uint8)
-    chunk = 3001  # below the vectorisation threshold: plain table loop
-    assert chunk < crc._SMALL
+    chunk = 3001  # below the lanes threshold: position tables
+    assert crc._SMALL < chunk < crc._LANES_MIN
     expected = _crc_bitwise(data[:chunk].tobytes())
     for start in range(chunk, data.size, chunk):
         expected = crc32c(data[start:start + chunk].tobytes(), expected)

@@ -10,7 +10,10 @@ merged with the GF(2)-linear CRC combine operator (the CRC of ``A + B`` is
 the CRC of ``A`` shifted over ``len(B)`` zero bytes, xor the CRC of ``B``):
 in a whole block by tables that shift each lane's state over the lanes
 after it at once (a tree of pairwise merges took a quarter of the time
-there). Short buffers take a plain Python loop over slice-by-4 tables.
+there). Buffers under 32 KiB (and the ends of longer ones) are too short for
+lanes: as the CRC is linear, their state is the xor of each byte's
+contribution at its position, one table gather per KiB; a few bytes take a
+plain Python loop over slice-by-4 tables.
 """
 import functools
 
@@ -25,7 +28,9 @@ _LANE = 64  # bytes per lane of the vectorised CRC
 # the CPU cache through the 16 word steps of a pass.
 _BLOCK = 1 << 19
 _ROW = 128  # lanes of a whole block merged per table lookup (_merge_block)
-_SMALL = 4096  # buffers shorter than this are done in plain Python
+_LANES_MIN = 1 << 15  # shorter buffers go by position tables (1 KiB a step)
+_POSITIONS = 1024  # bytes per position-table step (a 1 MiB table)
+_SMALL = 16  # shorter buffers (and alignment heads) go in plain Python
 
 
 def _byte_tables():
@@ -95,6 +100,44 @@ def _update_small(crc, a):
         crc = _TLO_LIST[crc & 0xFFFF] ^ _THI_LIST[crc >> 16]
     for byte in a[n4:].tolist():
         crc = (crc >> 8) ^ _T0[(crc ^ byte) & 0xFF]
+    return crc
+
+
+@functools.lru_cache(maxsize=None)
+def _position_table():
+    """The contribution of every byte value at every position of a
+    ``_POSITIONS``-byte buffer to its CRC state (state 0 before it).
+
+    Returns:
+        ``(table, offsets)``: flat uint32 ``table[offsets[i] + byte]`` for
+        ``byte`` at position ``i`` of the last ``len(offsets) - i`` bytes:
+        row ``k`` is ``_T[0]`` shifted over the ``k`` bytes after it.
+    """
+    table = np.empty((_POSITIONS, 256), np.uint32)
+    table[0] = _T[0]
+    done = 1
+    while done < _POSITIONS:  # row k + done = row k shifted over done bytes
+        count = min(done, _POSITIONS - done)
+        table[done:done + count] = _shift(table[:count], done)
+        done += count
+    offsets = np.arange(_POSITIONS - 1, -1, -1, dtype=np.intp) * 256
+    return table.reshape(-1), offsets
+
+
+def _update_positions(crc, a):
+    """CRC state update over a uint8 array of at least 4 bytes, by
+    ``_POSITIONS`` bytes at a time: the CRC is linear, so the state is the
+    xor of every byte's contribution looked up for its position, with the
+    incoming state xored into the first four bytes."""
+    table, offsets = _position_table()
+    for start in range(0, a.size, _POSITIONS):
+        chunk = a[start:start + _POSITIONS]
+        if chunk.size < _SMALL:
+            crc = _update_small(crc, chunk)
+            continue
+        index = offsets[_POSITIONS - chunk.size:] + chunk
+        index[:4] ^= np.frombuffer(crc.to_bytes(4, 'little'), np.uint8)
+        crc = int(np.bitwise_xor.reduce(table[index]))
     return crc
 
 
@@ -190,7 +233,7 @@ def crc32c(data, crc=0):
     """
     a = _as_uint8(data)
     state = crc ^ 0xFFFFFFFF
-    if a.size >= _SMALL:
+    if a.size >= _LANES_MIN:
         head = -a.__array_interface__['data'][0] % 4  # word-align the rest
         state = _update_small(state, a[:head])
         a = a[head:]
@@ -198,7 +241,9 @@ def crc32c(data, crc=0):
         for start in range(0, end, _BLOCK):
             state = _update_lanes(state, a[start:min(start + _BLOCK, end)])
         a = a[end:]
-    return _update_small(state, a) ^ 0xFFFFFFFF
+    if a.size < _SMALL:
+        return _update_small(state, a) ^ 0xFFFFFFFF
+    return _update_positions(state, a) ^ 0xFFFFFFFF
 
 
 def mask_crc32c(crc):
