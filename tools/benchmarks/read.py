@@ -23,7 +23,9 @@ the child's RSS after its imports. Cases, for both inputs:
 * ``keep``: ``load_checkpoint``: every tensor, all kept.
 
 Also the crc32c throughput on a 64 MiB buffer and the cost of reading
-without it (``verify=False``), to show where the time goes.
+without it (``verify=False``), to show where the time goes, and, with
+``--tf-python`` naming an interpreter that has TensorFlow, the same reads of
+the folder by ``tf.train.load_checkpoint`` (TensorFlow reads no archives).
 """
 import argparse
 import importlib.util
@@ -94,24 +96,48 @@ def input_bytes(prefix):
         if f.startswith(base + '.'))
 
 
+def _wanted(kind, name):
+    """Whether a ``kind`` read takes tensor ``name``."""
+    return kind != 'needed' or not (name.endswith('/Momentum')
+                                    or name == 'global_step')
+
+
 def child_read(spec):
-    """Child: open ``src`` and read the tensors of ``kind``."""
+    """Child: open ``src`` with our reader and read the tensors of
+    ``what``."""
     from deeplabplus_mm.converters import load_checkpoint, open_checkpoint
     mem = common.PeakRSS().start()
     start, cpu = time.perf_counter(), time.process_time()
     count = 0
-    if spec['kind_read'] == 'keep':
+    if spec['what'] == 'keep':
         count = len(load_checkpoint(spec['src'], verify=spec['verify']))
     else:
         with open_checkpoint(spec['src']) as reader:
             for name in reader.names():
-                if spec['kind_read'] == 'all' or not (
-                        name.endswith('/Momentum') or name == 'global_step'):
+                if _wanted(spec['what'], name):
                     reader.get(name, verify=spec['verify'])  # dropped
                     count += 1
     return dict(seconds=time.perf_counter() - start,
                 cpu=time.process_time() - cpu, rss_mib=mem.delta_mib(),
                 tensors=count)
+
+
+def child_tensorflow(spec):
+    """Child: the same with TensorFlow's ``tf.train.load_checkpoint``."""
+    import tensorflow as tf
+    mem = common.PeakRSS().start()
+    start, cpu = time.perf_counter(), time.process_time()
+    reader = tf.train.load_checkpoint(spec['src'])
+    kept, count = {}, 0
+    for name in reader.get_variable_to_shape_map():
+        if _wanted(spec['what'], name):
+            value = reader.get_tensor(name)
+            if spec['what'] == 'keep':
+                kept[name] = value
+            count += 1
+    return dict(seconds=time.perf_counter() - start,
+                cpu=time.process_time() - cpu, rss_mib=mem.delta_mib(),
+                tensors=count, version=tf.__version__)
 
 
 def crc_throughput():
@@ -139,6 +165,9 @@ def parse_args():
     parser.add_argument('--repeats', type=int, default=None)
     parser.add_argument('--kinds', default=','.join(KINDS),
                         help='what to read, of ' + ', '.join(KINDS))
+    parser.add_argument('--tf-python', default=None,
+                        help='a Python interpreter with TensorFlow: also '
+                        'time tf.train.load_checkpoint on the folder')
     parser.add_argument('--subset', type=int, default=None,
                         help='only the first N variables of the model '
                         '(smaller checkpoint, for smoke tests)')
@@ -166,15 +195,20 @@ def main():
                                ' after 1 untimed run (page cache warm)'),
           flush=True)
     inputs = {'folder': prefix, 'tar.gz': archive}
-    cases = [(src, kind, True) for kind in args.kinds for src in inputs]
-    cases += [('folder', 'all', False)]
+    # (input, what, reader): ours with crc32c checks, ours without, TF's.
+    cases = [(src, what, 'ours') for what in args.kinds for src in inputs]
+    cases += [('folder', 'all', 'ours, verify=False')]
+    if args.tf_python:
+        cases += [('folder', what, 'tf') for what in args.kinds]
     runs = {case: [] for case in cases}
 
     def child(case):
-        src, kind, verify = case
+        src, what, reader = case
+        spec = dict(kind='tensorflow' if reader == 'tf' else 'read',
+                    src=inputs[src], what=what,
+                    verify=reader != 'ours, verify=False')
         result = common.run_child(
-            __file__, dict(kind='read', src=inputs[src], kind_read=kind,
-                           verify=verify))
+            __file__, spec, python=args.tf_python if reader == 'tf' else None)
         if 'error' in result:
             sys.exit(f'{case} failed: {result["error"]}')
         return result
@@ -187,33 +221,38 @@ def main():
 
     rows, summary = [], {}
     for case in cases:
-        src, kind, verify = case
+        src, what, reader = case
         wall = common.median([r['seconds'] for r in runs[case]])
         cpu = common.median([r['cpu'] for r in runs[case]])
         mib = max(r['rss_mib'] for r in runs[case])
         summary[case] = (wall, mib)
-        what = f'{src}: {kind} ({runs[case][0]["tensors"]} tensors)'
-        rows.append([what + ('' if verify else ', verify=False'),
-                     f'{wall:.2f}', f'{cpu:.2f}', f'{mib:.0f}',
-                     f'{mib / size_mib:.2f}'])
+        name = (f'TF {runs[case][0]["version"]}' if reader == 'tf' else
+                reader)
+        rows.append([f'{name}: {src}, {what} '
+                     f'({runs[case][0]["tensors"]} tensors)', f'{wall:.2f}',
+                     f'{cpu:.2f}', f'{mib:.0f}', f'{mib / size_mib:.2f}'])
     crc_mbs = crc_throughput()
     print()
     print(common.table(['what', 'wall s', 'CPU s', 'peak RSS +MiB',
                         'peak / checkpoint'], rows))
     print(f'\ncrc32c: {crc_mbs:.0f} MB/s (numpy, one thread, by CPU time)')
-    (f_all, f_mib), (t_all, t_mib) = (summary['folder', 'all', True],
-                                       summary['tar.gz', 'all', True])
+    (f_all, f_mib), (t_all, t_mib) = (summary['folder', 'all', 'ours'],
+                                       summary['tar.gz', 'all', 'ours'])
     line = (f'SUMMARY: read every tensor of a {size_mib:.0f} MiB checkpoint: '
             f'folder {f_all:.2f} s, peak +{f_mib:.0f} MiB; tar.gz '
             f'{t_all:.2f} s ({t_all / f_all:.2f}x), peak +{t_mib:.0f} MiB '
             f'({t_mib / max(f_mib, 1):.2f}x)')
     if 'keep' in args.kinds:
-        f_keep, t_keep = (summary['folder', 'keep', True][1],
-                          summary['tar.gz', 'keep', True][1])
+        f_keep, t_keep = (summary['folder', 'keep', 'ours'][1],
+                          summary['tar.gz', 'keep', 'ours'][1])
         line += (f'; keeping them all: folder +{f_keep:.0f} MiB, tar.gz '
                  f'+{t_keep:.0f} MiB ({t_keep / max(f_keep, 1):.2f}x)')
+    for what in args.kinds if args.tf_python else ():
+        ours, tf = (summary['folder', what, 'ours'][0],
+                    summary['folder', what, 'tf'][0])
+        line += f'; {what}: ours / TF {ours / tf:.2f}x'
     print('\n' + line)
 
 
 if __name__ == '__main__':
-    common.entry(main, read=child_read)
+    common.entry(main, read=child_read, tensorflow=child_tensorflow)
