@@ -21,6 +21,7 @@ __all__ = ['write_checkpoint']
 
 _TF_CODES = {dtype: code for code, dtype in _DTYPES.items()}
 
+
 def _put_varint(out, value):
     """Appends the varint encoding of a non-negative int to a bytearray."""
     while value >= 0x80:
