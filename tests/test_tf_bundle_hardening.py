@@ -480,7 +480,7 @@ def _cases(index, data, rng, flips, cuts, footer_step, deep):
 @pytest.mark.parametrize('fixture, prefix_name, flips, cuts, footer_step, '
                          'deep', [
                              ('tf2_object', 'ckpt', 60, 20, 1, 200),
-                             ('tf1_saver', 'model.ckpt', 5, 3, 12, 8),
+                             ('tf1_saver', 'model.ckpt', 4, 2, 16, 4),
                          ])
 def test_fuzz_real_checkpoints(tmp_path, fixture, prefix_name, flips, cuts,
                                footer_step, deep):
