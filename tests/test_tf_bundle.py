@@ -1,4 +1,5 @@
-"""Tests of the numpy-only TensorFlow checkpoint reader and writer."""
+"""Tests of the numpy-only TensorFlow checkpoint reader and writer (bad
+input to the reader: ``test_tf_bundle_hardening.py``)."""
 
 import os
 import shutil
@@ -8,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deeplabplus_mm.converters import crc
 from deeplabplus_mm.converters import tf_bundle as tb
+from deeplabplus_mm.converters import tf_bundle_writer as tw
+from deeplabplus_mm.converters.crc import crc32c
 from deeplabplus_mm.converters.tf_bundle import (CheckpointReader,
-                                                 TFCheckpointError, crc32c,
+                                                 TFCheckpointError,
                                                  load_checkpoint,
-                                                 open_checkpoint, read_index,
-                                                 write_checkpoint)
+                                                 open_checkpoint, read_index)
+from deeplabplus_mm.converters.tf_bundle_writer import write_checkpoint
 
 
 def _fixtures():
@@ -58,7 +62,7 @@ def _index(*entries):
     """A one-shard .index table from (name, BundleEntryProto) pairs."""
     header = bytes([0x08, 0x01, 0x1A, 0x02, 0x08, 0x01])
     items = [(b'', header)] + [(n.encode(), v) for n, v in entries]
-    return tb._build_table(items, 4096)
+    return tw._build_table(items, 4096)
 
 
 def _num_data_blocks(index_bytes):
@@ -197,7 +201,7 @@ def test_bfloat16_read_as_exact_float32():
     values = np.array([1.5, -2.25, 3.0e38, -0.0, np.inf, 1e-40], np.float32)
     bits = (values.view(np.uint32) >> 16).astype('<u2').reshape(2, 3)
     data = bits.tobytes()
-    entry = tb._entry_proto(14, (2, 3), 0, 0, len(data), crc32c(data))
+    entry = tw._entry_proto(14, (2, 3), 0, 0, len(data), crc32c(data))
     reader = CheckpointReader(_index(('bf', entry)), {0: memoryview(data)})
     out = reader.get('bf')
     assert reader.dtype('bf') == out.dtype == np.float32
@@ -206,9 +210,9 @@ def test_bfloat16_read_as_exact_float32():
 
 
 def test_unsupported_dtype_and_partitioned_variable():
-    qint8 = tb._entry_proto(11, (2, ), 0, 0, 2, crc32c(b'ab'))
-    sliced = bytearray(tb._entry_proto(1, (4, ), 0, 0, 0, 0))
-    tb._pb_field(sliced, 7, 2, b'\x0a\x00')  # one TensorSliceProto
+    qint8 = tw._entry_proto(11, (2, ), 0, 0, 2, crc32c(b'ab'))
+    sliced = bytearray(tw._entry_proto(1, (4, ), 0, 0, 0, 0))
+    tw._pb_field(sliced, 7, 2, b'\x0a\x00')  # one TensorSliceProto
     index = _index(('part', bytes(sliced)), ('q', qint8))
     reader = CheckpointReader(index, {0: b'ab'}, 'ck')
     assert reader.names() == ['part', 'q']
@@ -220,7 +224,7 @@ def test_unsupported_dtype_and_partitioned_variable():
 
 
 def test_size_inconsistent_with_shape():
-    entry = tb._entry_proto(1, (3, ), 0, 0, 8, 0)
+    entry = tw._entry_proto(1, (3, ), 0, 0, 8, 0)
     with pytest.raises(TFCheckpointError, match="'t' of shape"):
         read_index(_index(('t', entry)))
 
@@ -328,6 +332,19 @@ def test_missing_and_non_checkpoint_paths(tmp_path):
         open_checkpoint(tmp_path / 'notes.txt')
 
 
+def test_public_names_importable_as_before():
+    # The reader, writer and CRC-32C were one module; their names stay
+    # where users and tools import them from.
+    import deeplabplus_mm.converters as converters
+    for name in ('CheckpointReader', 'TFCheckpointError', 'crc32c',
+                 'load_checkpoint', 'open_checkpoint', 'read_index',
+                 'write_checkpoint'):
+        assert name in converters.__all__ and hasattr(converters, name)
+    assert converters.crc32c is tb.crc32c is crc.crc32c
+    assert tb.mask_crc32c is crc.mask_crc32c
+    assert converters.write_checkpoint is write_checkpoint
+
+
 # ---------------------------------------------------------------------------
 # CRC-32C
 # ---------------------------------------------------------------------------
@@ -347,18 +364,24 @@ def test_crc32c_known_vectors():
     assert crc32c(bytes(32)) == 0x8A9136AA
     assert crc32c(b'\xff' * 32) == 0x62A8AB43
     assert crc32c(b'') == 0
-    assert tb.mask_crc32c(0) == 0xA282EAD8  # as stored for empty tensors
+    assert crc.mask_crc32c(0) == 0xA282EAD8  # as stored for empty tensors
     for value in (0, 1, 0xE3069283, 0xFFFFFFFF):
-        assert tb.unmask_crc32c(tb.mask_crc32c(value)) == value
+        assert crc.unmask_crc32c(crc.mask_crc32c(value)) == value
 
 
 def test_crc32c_matches_bitwise_reference():
     rng = np.random.default_rng(5)
     data = rng.integers(0, 256, 5100, dtype=np.uint8).tobytes()
     lengths = list(range(300)) + rng.integers(300, 5001, 40).tolist()
-    for i, n in enumerate(lengths + [4095, 4096, 4097, 5000]):
+    for i, n in enumerate(lengths + [1023, 1024, 1025, 2049, 5000]):
         chunk = data[i % 7:i % 7 + n]  # misaligned starts too
         assert crc32c(chunk) == _crc_bitwise(chunk), n
+    # Around the lanes threshold (a partial block: the tree merge).
+    data = rng.integers(0, 256, 40000, dtype=np.uint8).tobytes()
+    for i, n in enumerate([crc._LANES_MIN - 1, crc._LANES_MIN, 39990]):
+        chunk = data[i:i + n]
+        assert crc32c(chunk) == _crc_bitwise(chunk), n
+    data = data[:5100]
     arr = np.frombuffer(data, dtype=np.uint8)
     assert crc32c(arr[::2]) == _crc_bitwise(data[::2])
     assert crc32c(memoryview(data)) == crc32c(bytearray(data)) == crc32c(arr)
@@ -368,11 +391,42 @@ def test_crc32c_matches_bitwise_reference():
 def test_crc32c_large_buffer_against_chunked_reference():
     rng = np.random.default_rng(6)
     data = rng.integers(0, 256, 3 * (1 << 20) + 12345, dtype=np.uint8)
-    chunk = 3001  # below the vectorisation threshold: plain table loop
-    assert chunk < tb._SMALL
+    chunk = 3001  # below the lanes threshold: position tables
+    assert crc._SMALL < chunk < crc._LANES_MIN
     expected = _crc_bitwise(data[:chunk].tobytes())
     for start in range(chunk, data.size, chunk):
         expected = crc32c(data[start:start + chunk].tobytes(), expected)
     assert crc32c(data) == expected
     head = crc32c(data[3:3 + chunk].tobytes())
     assert crc32c(data[3:]) == crc32c(data[3 + chunk:], head)
+
+
+def test_crc32c_block_merge_matches_lane_tree():
+    # Whole blocks merge their lanes with per-lane tables, other lengths by
+    # a tree of pairwise merges: both must give the same state.
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        lanes = rng.integers(0, 2**32, crc._BLOCK // crc._LANE,
+                             dtype=np.uint64).astype('<u4')
+        assert crc._merge_block(lanes) == crc._merge_tree(lanes)
+
+
+# ---------------------------------------------------------------------------
+# Benchmark (runs and prints its summary; not timed)
+# ---------------------------------------------------------------------------
+
+
+def test_benchmark_read_quick(tmp_path):
+    from conftest import run_tool
+    proc = run_tool('tools/benchmarks/read.py', '--quick', '--subset', '12',
+                    '--kinds', 'all', '--cache', str(tmp_path),
+                    '--patience', '0', timeout=600)
+    out = proc.stdout
+    assert 'SUMMARY: read every tensor of a ' in out, out
+    rows = [ln.split('|')[1].strip() for ln in out.splitlines()
+            if ln.startswith('| ours')]
+    assert rows == ['ours: folder, all (21 tensors)',
+                    'ours: tar.gz, all (21 tensors)',
+                    'ours, verify=False: folder, all (21 tensors)'], out
+    assert 'crc32c: ' in out and 'MB/s' in out
+

@@ -1,6 +1,7 @@
-from .tf_bundle import (CheckpointReader, TFCheckpointError, crc32c,
-                        load_checkpoint, open_checkpoint, read_index,
-                        write_checkpoint)
+from .crc import crc32c
+from .tf_bundle import (CheckpointReader, TFCheckpointError, load_checkpoint,
+                        open_checkpoint, read_index)
+from .tf_bundle_writer import write_checkpoint
 from .tf_deeplab import (CheckpointInfo, ConversionError, convert,
                          convert_reader, expected_state_shapes,
                          inspect_variables, map_name, map_scope,

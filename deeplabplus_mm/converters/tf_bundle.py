@@ -1,4 +1,4 @@
-"""Read and write TensorFlow checkpoints (tensor bundle V2) with numpy only.
+"""Read TensorFlow checkpoints (tensor bundle V2) with numpy only.
 
 A checkpoint ``PREFIX`` is a set of files:
 
@@ -20,28 +20,55 @@ A checkpoint ``PREFIX`` is a set of files:
 * ``PREFIX.data-SSSSS-of-NNNNN``: the data shards, raw little-endian C-order
   tensor bytes concatenated without padding.
 
-CRC-32C (Castagnoli) is computed in numpy by running a table-driven CRC over
-many equal lanes of a buffer at once, then merging the lane CRCs with the
-GF(2)-linear CRC combine operator. String and variant tensors (such as
-``_CHECKPOINTABLE_OBJECT_GRAPH`` in TF2 object-based checkpoints) are listed in
-``CheckpointReader.skipped`` and not decoded; partitioned (sliced) variables
-are not supported.
+Checkpoints come from the internet, so every number read from a file is
+checked against the size of that file before anything is allocated or
+looped over with it: block handles and tensor extents must lie inside their
+file, data blocks must follow each other (so the table is read in one pass),
+a block's keys may not expand to more than :data:`_KEY_EXPANSION` times the
+block (prefix compression restarts every 16 keys in TensorFlow's tables), a
+shape must fit int64 and numpy, and only the shards that entries name are
+looked for (not ``range(num_shards)``). Any failure is a
+:class:`TFCheckpointError` of one line naming the file.
+
+Tensors are read with ``readinto`` straight into the array handed out, in
+chunks whose CRC-32C is computed while they are in the cache: one copy from
+the page cache, nothing else held. A ``.tar.gz`` cannot be read at random,
+so the archive is read once as a stream and its checkpoint members are
+copied one at a time into anonymous temporary files (deleted when closed,
+whatever happens), then read like a folder's.
+
+CRC-32C checksums come from :mod:`deeplabplus_mm.converters.crc`; the
+writer the tests and benchmarks use is
+:mod:`deeplabplus_mm.converters.tf_bundle_writer`. String and variant tensors
+(such as ``_CHECKPOINTABLE_OBJECT_GRAPH`` in TF2 object-based checkpoints)
+are listed in ``CheckpointReader.skipped`` and not decoded; partitioned
+(sliced) variables are not supported.
 """
 
 import functools
+import math
 import mmap
 import os
 import re
+import shutil
 import struct
 import tarfile
-import uuid
+import tempfile
+import threading
+import zlib
 
 import numpy as np
 
+from .crc import crc32c, mask_crc32c, unmask_crc32c
+
+try:
+    from lzma import LZMAError
+except ImportError:  # Python built without lzma
+    LZMAError = OSError
+
 __all__ = [
     'TFCheckpointError', 'crc32c', 'mask_crc32c', 'unmask_crc32c',
-    'read_index', 'CheckpointReader', 'open_checkpoint', 'load_checkpoint',
-    'write_checkpoint'
+    'read_index', 'CheckpointReader', 'open_checkpoint', 'load_checkpoint'
 ]
 
 
@@ -54,165 +81,14 @@ class _Corrupt(Exception):
 
 
 # ---------------------------------------------------------------------------
-# CRC-32C
-# ---------------------------------------------------------------------------
-
-_POLY = 0x82F63B78  # CRC-32C (Castagnoli), reflected
-_MASK_DELTA = 0xA282EAD8
-_LANE = 64  # bytes per lane of the vectorised CRC
-_BLOCK = 1 << 21  # bytes per vectorised pass (a multiple of _LANE)
-_SMALL = 4096  # buffers shorter than this are done in plain Python
-
-
-def _byte_tables():
-    """Slice-by-4 tables: ``t[k][b]`` = CRC of byte b + k zero bytes."""
-    t = np.arange(256, dtype=np.uint32)
-    for _ in range(8):
-        t = np.where(t & 1, (t >> 1) ^ np.uint32(_POLY), t >> 1)
-    tables = [t.astype(np.uint32)]
-    for _ in range(3):
-        tables.append((tables[-1] >> 8) ^ tables[0][tables[-1] & 0xFF])
-    return tables
-
-
-_T = _byte_tables()
-_T0 = _T[0].tolist()
-# One 32-bit word: crc ^= word; crc = _TLO[crc & 0xffff] ^ _THI[crc >> 16].
-_I16 = np.arange(65536, dtype=np.uint32)
-_TLO = (_T[3][_I16 & 0xFF] ^ _T[2][_I16 >> 8]).astype('<u4')
-_THI = (_T[1][_I16 & 0xFF] ^ _T[0][_I16 >> 8]).astype('<u4')
-_TLO_LIST, _THI_LIST = _TLO.tolist(), _THI.tolist()
-
-
-def _multmodp(a, b):
-    """Product of two polynomials modulo the CRC polynomial (reflected)."""
-    m, p = 1 << 31, 0
-    while a:
-        if a & m:
-            p ^= b
-            a ^= m
-        m >>= 1
-        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
-    return p
-
-
-@functools.lru_cache(maxsize=None)
-def _shift_tables(nbytes):
-    """Tables of the map: CRC state -> state after ``nbytes`` zero bytes.
-
-    Returns:
-        A ``(4, 256)`` uint32 array ``t``; the map is ``t[0][c & 255] ^
-        t[1][(c >> 8) & 255] ^ t[2][(c >> 16) & 255] ^ t[3][c >> 24]``.
-    """
-    # xn = x^(8 nbytes) mod P, by square-and-multiply (1 << 31 is x^0).
-    xn, square, n = 1 << 31, 1 << 30, 8 * nbytes
-    while n:
-        if n & 1:
-            xn = _multmodp(square, xn)
-        square, n = _multmodp(square, square), n >> 1
-    basis = np.array([_multmodp(xn, 1 << i) for i in range(32)],
-                     dtype=np.uint32).reshape(4, 1, 8)
-    bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
-    return np.bitwise_xor.reduce(np.where(bits == 1, basis, 0), axis=2)
-
-
-def _shift(crc, nbytes):
-    """Appends ``nbytes`` zero bytes to CRC state(s) (int or uint32 array)."""
-    t = _shift_tables(nbytes)
-    return (t[0][crc & 0xFF] ^ t[1][(crc >> 8) & 0xFF]
-            ^ t[2][(crc >> 16) & 0xFF] ^ t[3][crc >> 24])
-
-
-def _update_small(crc, a):
-    """CRC state update over a uint8 array, in plain Python."""
-    n4 = a.size & ~3
-    for word in a[:n4].view('<u4').tolist():
-        crc ^= word
-        crc = _TLO_LIST[crc & 0xFFFF] ^ _THI_LIST[crc >> 16]
-    for byte in a[n4:].tolist():
-        crc = (crc >> 8) ^ _T0[(crc ^ byte) & 0xFF]
-    return crc
-
-
-def _update_lanes(crc, block):
-    """CRC state update over a 4-byte aligned block of whole lanes."""
-    lanes = block.size // _LANE
-    words = block.view('<u4').reshape(lanes, _LANE // 4)
-    c = np.zeros(lanes, dtype='<u4')
-    c[0] = crc
-    halves = c.view('<u2').reshape(lanes, 2)
-    lo, hi = np.empty_like(c), np.empty_like(c)
-    for k in range(_LANE // 4):
-        np.bitwise_xor(c, words[:, k], out=c)
-        np.take(_TLO, halves[:, 0], out=lo)
-        np.take(_THI, halves[:, 1], out=hi)
-        np.bitwise_xor(lo, hi, out=c)
-    # Merge neighbouring lanes: state(A + B) = shift(state(A), len(B)) ^
-    # state(B), as all lanes but the first started from 0. The odd last lane
-    # of a level is set aside and appended at the end, outermost level first.
-    pending, length = [], _LANE
-    while c.size > 1:
-        if c.size & 1:
-            pending.append((int(c[-1]), length))
-            c = c[:-1]
-        c = _shift(c[0::2], length) ^ c[1::2]
-        length *= 2
-    crc = int(c[0])
-    for value, length in reversed(pending):
-        crc = int(_shift(crc, length)) ^ value
-    return crc
-
-
-def _as_uint8(data):
-    """Flat uint8 view of a bytes-like object or array (copied if strided)."""
-    if isinstance(data, np.ndarray):
-        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    return np.frombuffer(data, dtype=np.uint8)
-
-
-def crc32c(data, crc=0):
-    """CRC-32C (Castagnoli) as TensorFlow's ``crc32c::Value``/``Extend``.
-
-    Args:
-        data: bytes, bytearray, memoryview, mmap or numpy array (raw bytes).
-        crc: CRC of preceding data to extend:
-            ``crc32c(a + b) == crc32c(b, crc32c(a))``.
-
-    Returns:
-        The (unmasked) CRC as an int.
-    """
-    a = _as_uint8(data)
-    state = crc ^ 0xFFFFFFFF
-    if a.size >= _SMALL:
-        head = -a.__array_interface__['data'][0] % 4  # word-align the rest
-        state = _update_small(state, a[:head])
-        a = a[head:]
-        end = a.size - a.size % _LANE
-        for start in range(0, end, _BLOCK):
-            state = _update_lanes(state, a[start:min(start + _BLOCK, end)])
-        a = a[end:]
-    return _update_small(state, a) ^ 0xFFFFFFFF
-
-
-def mask_crc32c(crc):
-    """Masks a CRC as TensorFlow stores it (``crc32c::Mask``)."""
-    rotated = ((crc >> 15) | (crc << 17)) & 0xFFFFFFFF
-    return (rotated + _MASK_DELTA) & 0xFFFFFFFF
-
-
-def unmask_crc32c(masked):
-    """Inverse of :func:`mask_crc32c`."""
-    rotated = (masked - _MASK_DELTA) & 0xFFFFFFFF
-    return ((rotated >> 17) | (rotated << 15)) & 0xFFFFFFFF
-
-
-# ---------------------------------------------------------------------------
 # Varints and protobuf wire format
 # ---------------------------------------------------------------------------
 
 
 def _varint(buf, pos):
     """Decodes the varint at ``buf[pos]``; returns ``(value, next_pos)``."""
+    if pos < len(buf) and buf[pos] < 0x80:  # one byte: most of them
+        return buf[pos], pos + 1
     value = shift = 0
     while True:
         if pos >= len(buf):
@@ -225,14 +101,6 @@ def _varint(buf, pos):
         shift += 7
         if shift > 63:
             raise _Corrupt('varint longer than 10 bytes')
-
-
-def _put_varint(out, value):
-    """Appends the varint encoding of a non-negative int to a bytearray."""
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
 
 
 def _pb_parse(buf):
@@ -290,18 +158,6 @@ def _pb_messages(fields, number):
     return [_pb_parse(v) for v in values]
 
 
-def _pb_field(out, number, wire, value):
-    """Appends a field (wire 0: int, 2: bytes, 5: fixed32) to a bytearray."""
-    _put_varint(out, number << 3 | wire)
-    if wire == 0:
-        _put_varint(out, value)
-    elif wire == 5:
-        out += struct.pack('<I', value)
-    else:
-        _put_varint(out, len(value))
-        out += value
-
-
 # ---------------------------------------------------------------------------
 # Sorted string table (.index)
 # ---------------------------------------------------------------------------
@@ -309,6 +165,10 @@ def _pb_field(out, number, wire, value):
 _MAGIC = 0xDB4775248B80FB57
 _FOOTER = 48
 _TRAILER = 5
+# Most bytes of keys one table byte may decode into. TensorFlow restarts
+# prefix compression every 16 keys, so its keys expand at most 16-fold; a
+# crafted block could otherwise grow keys quadratically.
+_KEY_EXPANSION = 64
 
 
 def _read_block(data, handle):
@@ -317,7 +177,7 @@ def _read_block(data, handle):
     end = offset + size + _TRAILER
     if end > len(data) - _FOOTER:
         raise _Corrupt(f'block at offset {offset} (size {size}) runs past '
-                       'the end of the table')
+                       f'the end of the table ({len(data)} bytes)')
     stored = unmask_crc32c(struct.unpack_from('<I', data, end - 4)[0])
     if crc32c(data[offset:end - 4]) != stored:
         raise _Corrupt(f'block checksum mismatch in block at offset {offset}')
@@ -336,7 +196,7 @@ def _block_items(block):
     limit = len(block) - 4 - 4 * num_restarts
     if num_restarts == 0 or limit < 0:
         raise _Corrupt('bad restart array')
-    key, pos = b'', 0
+    key, pos, key_bytes = b'', 0, _KEY_EXPANSION * len(block)
     while pos < limit:
         shared, pos = _varint(block, pos)
         non_shared, pos = _varint(block, pos)
@@ -344,6 +204,10 @@ def _block_items(block):
         if shared > len(key) or pos + non_shared + value_len > limit:
             raise _Corrupt('bad block entry')
         key = key[:shared] + block[pos:pos + non_shared]
+        key_bytes -= len(key)
+        if key_bytes < 0:
+            raise _Corrupt(f'keys of a {len(block)}-byte block expand to '
+                           f'over {_KEY_EXPANSION} times its size')
         pos += non_shared
         yield key, block[pos:pos + value_len]
         pos += value_len
@@ -357,7 +221,12 @@ def _block_handle(buf, pos=0):
 
 
 def _table_items(data):
-    """Yields all ``(key, value)`` pairs of a table, checking block crcs."""
+    """Yields all ``(key, value)`` pairs of a table, checking block crcs.
+
+    Data blocks must come in file order without overlapping, as
+    TensorFlow's ``TableBuilder`` writes them, so every byte of the table is
+    read at most twice (once more by the index block).
+    """
     if len(data) < _FOOTER:
         raise _Corrupt(f'too short for a table footer ({len(data)} bytes)')
     footer = data[-_FOOTER:]
@@ -365,103 +234,19 @@ def _table_items(data):
         raise _Corrupt('not a TensorFlow table (bad magic number)')
     _, pos = _block_handle(footer)  # skip the (always empty) metaindex
     index_handle, _ = _block_handle(footer, pos)
-    previous = None
-    for _, handle in _block_items(_read_block(data, index_handle)):
-        block = _read_block(data, _block_handle(handle)[0])
+    previous, next_offset = None, 0
+    for _, value in _block_items(_read_block(data, index_handle)):
+        handle = _block_handle(value)[0]
+        if handle[0] < next_offset:
+            raise _Corrupt(f'data block at offset {handle[0]} overlaps the '
+                           f'previous one (which ends at {next_offset})')
+        block = _read_block(data, handle)
+        next_offset = handle[0] + handle[1] + _TRAILER
         for key, value in _block_items(block):
             if previous is not None and key <= previous:
                 raise _Corrupt('keys out of order')
             previous = key
             yield key, value
-
-
-class _BlockBuilder:
-    """Builds a table block exactly as TensorFlow's ``BlockBuilder``."""
-
-    def __init__(self, restart_interval):
-        self.restart_interval = restart_interval
-        self.reset()
-
-    def reset(self):
-        self.buffer, self.restarts = bytearray(), [0]
-        self.counter, self.last_key = 0, b''
-
-    def add(self, key, value):
-        shared = 0
-        if self.counter < self.restart_interval:
-            limit = min(len(key), len(self.last_key))
-            while shared < limit and key[shared] == self.last_key[shared]:
-                shared += 1
-        else:
-            self.restarts.append(len(self.buffer))
-            self.counter = 0
-        for n in (shared, len(key) - shared, len(value)):
-            _put_varint(self.buffer, n)
-        self.buffer += key[shared:] + value
-        self.last_key = key
-        self.counter += 1
-
-    def size_estimate(self):
-        return len(self.buffer) + 4 * len(self.restarts) + 4
-
-    def finish(self):
-        restarts = self.restarts + [len(self.restarts)]
-        return bytes(self.buffer) + struct.pack(f'<{len(restarts)}I',
-                                                *restarts)
-
-
-def _separator(start, limit):
-    """TensorFlow's ``FindShortestSeparator``: short key in [start, limit)."""
-    n, common = 0, min(len(start), len(limit))
-    while n < common and start[n] == limit[n]:
-        n += 1
-    if n < common and start[n] < 0xFF and start[n] + 1 < limit[n]:
-        return start[:n] + bytes([start[n] + 1])
-    return start
-
-
-def _successor(key):
-    """TensorFlow's ``FindShortSuccessor``: a short key >= ``key``."""
-    for i, byte in enumerate(key):
-        if byte != 0xFF:
-            return key[:i] + bytes([byte + 1])
-    return key
-
-
-def _build_table(items, block_size):
-    """Serialises sorted (key, value) pairs as TensorFlow's TableBuilder."""
-    out = bytearray()
-    data_block, index_block = _BlockBuilder(16), _BlockBuilder(1)
-    pending, last_key = None, b''
-
-    def write_block(block):
-        contents = block.finish() + b'\0'  # + compression type: none
-        handle = bytearray()
-        _put_varint(handle, len(out))
-        _put_varint(handle, len(contents) - 1)
-        out.extend(contents)
-        out.extend(struct.pack('<I', mask_crc32c(crc32c(contents))))
-        block.reset()
-        return bytes(handle)
-
-    for i, (key, value) in enumerate(items):
-        if i and data_block.buffer and len(key) + len(value) >= 2 * block_size:
-            pending = write_block(data_block)
-        if pending is not None:
-            index_block.add(_separator(last_key, key), pending)
-            pending = None
-        last_key = key
-        data_block.add(key, value)
-        if data_block.size_estimate() >= block_size:
-            pending = write_block(data_block)
-    if data_block.buffer:
-        pending = write_block(data_block)
-    footer = bytearray(write_block(_BlockBuilder(16)))  # empty metaindex
-    if pending is not None:
-        index_block.add(_successor(last_key), pending)
-    footer += write_block(index_block)
-    footer += bytes(40 - len(footer)) + struct.pack('<Q', _MAGIC)
-    return bytes(out + footer)
 
 
 # ---------------------------------------------------------------------------
@@ -476,22 +261,36 @@ _DTYPES = {
                         (10, '?'), (17, '<u2'), (18, '<c16'), (19, '<f2'),
                         (22, '<u4'), (23, '<u8')]
 }
-_TF_CODES = {dtype: code for code, dtype in _DTYPES.items()}
 _DT_BFLOAT16 = 14  # stored as uint16, returned as (exactly equal) float32
 _NOT_DECODED = {7: 'string', 21: 'variant'}  # CheckpointReader.skipped
 _BUNDLE_VERSION = 1  # reader version checked against the header's VersionDef
+_MAX_RANK = 254  # TensorFlow's TensorShape::MaxDimensions()
+_INT32_MAX, _INT64_MAX = 2**31 - 1, 2**63 - 1
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_shape(proto):
+    """The dimensions in a TensorShapeProto (cached: shapes repeat)."""
+    fields = _pb_parse(proto)
+    if _pb_int(fields, 3):
+        raise _Corrupt('has an unknown rank')
+    if len(fields.get(2, ())) > _MAX_RANK:
+        raise _Corrupt(f'has rank {len(fields[2])} > {_MAX_RANK}')
+    return tuple(
+        _pb_int(dim, 1, signed=True) for dim in _pb_messages(fields, 2))
 
 
 def _parse_entry(value, name):
     """Decodes a BundleEntryProto into the dict described in read_index."""
     fields = _pb_parse(value)
     shape = ()
-    for shape_proto in _pb_messages(fields, 2)[-1:]:
-        if _pb_int(shape_proto, 3):
-            raise _Corrupt(f'tensor {name!r} has an unknown rank')
-        shape = tuple(
-            _pb_int(dim, 1, signed=True)
-            for dim in _pb_messages(shape_proto, 2))
+    if 2 in fields:
+        if not isinstance(fields[2][-1], bytes):
+            raise _Corrupt(f'tensor {name!r} has a bad shape')
+        try:
+            shape = _parse_shape(fields[2][-1])
+        except _Corrupt as e:
+            raise _Corrupt(f'tensor {name!r} {e}') from None
     code = _pb_int(fields, 1)
     dtype = np.dtype('<f4') if code == _DT_BFLOAT16 else _DTYPES.get(code)
     entry = {
@@ -508,8 +307,15 @@ def _parse_entry(value, name):
         raise _Corrupt(f'tensor {name!r} has a negative dimension, offset '
                        'or size')
     stored = _DTYPES[17] if code == _DT_BFLOAT16 else dtype
+    # Exact (Python int) sizes: an int64 product can wrap around to the
+    # stored size. numpy, like TensorFlow, needs the product of the non-zero
+    # dimensions in int64 even for an empty tensor.
+    itemsize = 1 if stored is None else stored.itemsize
+    if math.prod(d for d in shape if d) * itemsize > _INT64_MAX:
+        raise _Corrupt(f'tensor {name!r} of shape {shape} is too large for '
+                       'int64 sizes')
     if stored is not None and not entry['slices']:
-        expected = int(np.prod(shape, dtype=np.int64)) * stored.itemsize
+        expected = math.prod(shape) * stored.itemsize
         if entry['size'] != expected:
             raise _Corrupt(f'tensor {name!r} of shape {shape} has '
                            f'{entry["size"]} bytes, expected {expected}')
@@ -548,7 +354,7 @@ def read_index(index_bytes, name='<index>'):
         fields = _pb_parse(value)
         version = (_pb_messages(fields, 3) or [{}])[-1]
         header = {
-            'num_shards': _pb_int(fields, 1),
+            'num_shards': _pb_int(fields, 1, signed=True),
             'endianness': _pb_int(fields, 2),
             'version': {
                 'producer': _pb_int(version, 1, signed=True),
@@ -556,11 +362,14 @@ def read_index(index_bytes, name='<index>'):
                 'bad_consumers': _pb_ints(version, 3),
             },
         }
+        num_shards = header['num_shards']
+        if not 0 <= num_shards <= _INT32_MAX:  # an int32 in the proto
+            raise _Corrupt(f'bad number of shards {num_shards}')
         entries = {}
         for key, value in items:
             tensor = key.decode('utf-8', 'surrogateescape')
             entry = entries[tensor] = _parse_entry(value, tensor)
-            shard, num_shards = entry['shard_id'], header['num_shards']
+            shard = entry['shard_id']
             if not entry['slices'] and not 0 <= shard < num_shards:
                 raise _Corrupt(f'tensor {tensor!r} is in shard {shard} of '
                                f'{num_shards}')
@@ -580,7 +389,7 @@ def read_index(index_bytes, name='<index>'):
 
 
 # ---------------------------------------------------------------------------
-# Reading
+# Data shards
 # ---------------------------------------------------------------------------
 
 
@@ -588,15 +397,74 @@ def _data_name(prefix, shard, num_shards):
     return f'{prefix}.data-{shard:05d}-of-{num_shards:05d}'
 
 
+def _used_shards(entries):
+    """Ids of the data shards that entries point into, sorted."""
+    return sorted({e['shard_id'] for e in entries.values() if not e['slices']})
+
+
+class _BufferShard:
+    """A data shard held in a buffer (bytes, mmap, np.memmap...)."""
+
+    def __init__(self, buf):
+        self.source = buf
+        if isinstance(buf, np.ndarray):
+            self.bytes = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+        else:
+            self.bytes = np.frombuffer(buf, dtype=np.uint8)
+        self.size = self.bytes.size
+
+    def readinto(self, out, offset):
+        end = offset + out.size
+        out[:] = self.bytes[offset:end]
+        if isinstance(self.source, mmap.mmap) and out.size and hasattr(
+                mmap, 'MADV_DONTNEED'):
+            # The copy is what the caller keeps: release the mapped pages.
+            page = offset - offset % mmap.PAGESIZE
+            self.source.madvise(mmap.MADV_DONTNEED, page, end - page)
+
+    def close(self):
+        pass
+
+
+class _FileShard:
+    """A data shard in a binary file open for reading (``seek`` and
+    ``readinto``), read in place; thread-safe."""
+
+    def __init__(self, file):
+        self.file = file
+        self.size = file.seek(0, os.SEEK_END)
+        self._lock = threading.Lock()
+
+    def readinto(self, out, offset):
+        view, done = memoryview(out), 0
+        with self._lock:
+            self.file.seek(offset)
+            while done < out.size:
+                n = self.file.readinto(view[done:])
+                if not n:
+                    raise EOFError(f'file ends at byte {offset + done}, '
+                                   'before the end of the tensor (it '
+                                   'shrank while open?)')
+                done += n
+
+    def close(self):
+        self.file.close()
+
+
+# Bytes read and crc-checked at a time: a chunk is checked while cached.
+_CHUNK = 1 << 20
+
+
 class CheckpointReader:
-    """Access to the tensors of a checkpoint in memory or memory-mapped.
+    """Access to the tensors of a checkpoint in files or in memory.
 
     Tensors come back as new writable C-contiguous arrays (copies, never views
-    of the shard buffers, so they stay valid after :meth:`close`); bfloat16
-    tensors come back as float32 arrays of exactly the same values. For shards
-    given as ``mmap.mmap`` the pages of a tensor are released from the process
-    (``MADV_DONTNEED``) once it is copied, so reading a whole checkpoint keeps
-    about one copy of it resident; pass read-only or shared mappings only.
+    of the shards, so they stay valid after :meth:`close`); bfloat16 tensors
+    come back as float32 arrays of exactly the same values. Files are read
+    straight into the new array; for shards given as ``mmap.mmap`` the pages
+    of a tensor are released from the process (``MADV_DONTNEED``) once it is
+    copied (pass read-only or shared mappings only). Either way reading a
+    whole checkpoint holds no more than one copy of what the caller keeps.
 
     Attributes:
         prefix: checkpoint prefix used in messages (``prefix + '.index'``).
@@ -613,9 +481,10 @@ class CheckpointReader:
         Args:
             index: bytes of the ``.index`` file, or the ``(header, entries)``
                 pair :func:`read_index` returned.
-            shards: mapping shard id -> buffer (bytes, bytearray, memoryview,
-                mmap.mmap or np.memmap) holding
-                ``prefix.data-SSSSS-of-NNNNN``.
+            shards: mapping shard id -> ``prefix.data-SSSSS-of-NNNNN``, as a
+                buffer (bytes, bytearray, memoryview, mmap.mmap or np.memmap)
+                or a binary file object open for reading (with ``seek`` and
+                ``readinto``), which :meth:`close` closes.
             prefix: checkpoint prefix, to name files in error messages.
 
         Raises:
@@ -633,20 +502,30 @@ class CheckpointReader:
         skipped = set(self.skipped)
         self._names = [name for name in self.entries if name not in skipped]
         self._shards = {}
+        for sid, shard in shards.items():
+            if isinstance(shard, _FileShard):
+                self._shards[sid] = shard
+            elif hasattr(shard, 'readinto') and hasattr(shard, 'seek'):
+                self._shards[sid] = _FileShard(shard)
+            else:
+                self._shards[sid] = _BufferShard(shard)
+        missing = [s for s in _used_shards(self.entries)
+                   if s not in self._shards]
+        if missing:
+            self.close()
+            raise TFCheckpointError(
+                f'missing data shard {self._data_name(missing[0])}')
         for name, e in self.entries.items():
-            sid, end = e['shard_id'], e['offset'] + e['size']
             if e['slices']:
                 continue
-            if sid not in self._shards:
-                if sid not in shards:
-                    raise TFCheckpointError(
-                        f'missing data shard {self._data_name(sid)}')
-                self._shards[sid] = (shards[sid], _as_uint8(shards[sid]))
-            if end > self._shards[sid][1].size:
+            sid, end = e['shard_id'], e['offset'] + e['size']
+            if end > self._shards[sid].size:
+                size = self._shards[sid].size
+                self.close()
                 raise TFCheckpointError(
                     f'tensor {name!r} (bytes {e["offset"]}..{end}) extends '
-                    f'past the end of {self._data_name(sid)} '
-                    f'({self._shards[sid][1].size} bytes); truncated file?')
+                    f'past the end of {self._data_name(sid)} ({size} '
+                    'bytes); truncated file?')
 
     def _data_name(self, shard):
         return _data_name(self.prefix, shard, self.header['num_shards'])
@@ -675,8 +554,8 @@ class CheckpointReader:
 
         Raises:
             KeyError: no entry ``name``.
-            TFCheckpointError: crc mismatch, or the tensor is a string or
-                variant, partitioned or of an unsupported dtype.
+            TFCheckpointError: crc mismatch, a read error, or the tensor is a
+                string or variant, partitioned or of an unsupported dtype.
         """
         e = self.entries[name]
         where = f'tensor {name!r} in {self.prefix}'
@@ -691,23 +570,33 @@ class CheckpointReader:
         if e['dtype'] is None:
             raise TFCheckpointError(f'{where} has an unsupported dtype '
                                     f'(TensorFlow DataType {e["tf_dtype"]})')
-        source, buf = self._shards[e['shard_id']]
-        start, end = e['offset'], e['offset'] + e['size']
-        raw = buf[start:end].copy()
-        if isinstance(source, mmap.mmap) and raw.size and hasattr(
-                mmap, 'MADV_DONTNEED'):
-            page = start - start % mmap.PAGESIZE
-            source.madvise(mmap.MADV_DONTNEED, page, end - page)
-        if verify:
-            actual = crc32c(raw)
-            if actual != e['crc32c']:
-                raise TFCheckpointError(
-                    f'crc32c mismatch for tensor {name!r} in '
-                    f'{self._data_name(e["shard_id"])} (stored '
-                    f'{e["crc32c"]:08x}, computed {actual:08x})')
+        if e['shard_id'] not in self._shards:
+            raise TFCheckpointError(f'{where}: the reader is closed')
+        raw = np.empty(e['size'], np.uint8)
+        crc = 0
+        try:
+            for pos in range(0, raw.size, _CHUNK):
+                chunk = raw[pos:pos + _CHUNK]
+                self._shards[e['shard_id']].readinto(chunk, e['offset'] + pos)
+                if verify:
+                    crc = crc32c(chunk, crc)
+        except (OSError, EOFError) as err:
+            raise TFCheckpointError(
+                f'cannot read {where} from '
+                f'{self._data_name(e["shard_id"])}: {err}') from None
+        if verify and crc != e['crc32c']:
+            raise TFCheckpointError(
+                f'crc32c mismatch for tensor {name!r} in '
+                f'{self._data_name(e["shard_id"])} (stored '
+                f'{e["crc32c"]:08x}, computed {crc:08x})')
         if e['tf_dtype'] == _DT_BFLOAT16:
             raw = (raw.view('<u2').astype('<u4') << 16).view(np.uint8)
-        return raw.view(e['dtype']).reshape(e['shape'])
+        try:
+            return raw.view(e['dtype']).reshape(e['shape'])
+        except ValueError as err:  # e.g. more dimensions than numpy allows
+            raise TFCheckpointError(
+                f'{where} of shape {e["shape"]} cannot be a numpy array: '
+                f'{err}') from None
 
     def items(self, verify=True):
         """Yields ``(name, array)`` for every tensor of :meth:`names`."""
@@ -715,8 +604,11 @@ class CheckpointReader:
             yield name, self.get(name, verify)
 
     def close(self):
-        """Drops the shard buffers (memory maps close once unreferenced)."""
-        self._shards = {}
+        """Closes the shard files and drops the buffers (memory maps close
+        once unreferenced)."""
+        shards, self._shards = self._shards, {}
+        for shard in shards.values():
+            shard.close()
 
     def __enter__(self):
         return self
@@ -725,8 +617,21 @@ class CheckpointReader:
         self.close()
 
 
-_DATA_RE = re.compile(r'^(.*)\.data-(\d{5})-of-(\d{5})$')
+# ---------------------------------------------------------------------------
+# Opening prefixes, folders and archives
+# ---------------------------------------------------------------------------
+
+_DATA_RE = re.compile(r'^(.*)\.data-(\d{5,})-of-(\d{5,})$')
 _STATE_RE = re.compile(r'^model_checkpoint_path:\s*"([^"]*)"', re.MULTILINE)
+_MAX_STATE = 1 << 20  # bytes of a "checkpoint" state file looked at
+_MAX_MEMBERS = 10000  # a model-zoo archive has five
+# Compressed bytes tarfile decompresses at a time (all at once: up to ~1000
+# times as many bytes come out).
+_TAR_BUFSIZE = 1 << 14
+_UNPACK_CHUNK = 1 << 18  # bytes copied at a time from an archive member
+_ARCHIVE_SUFFIXES = ('.tar', '.tar.gz', '.tgz', '.tar.bz2', '.tbz2',
+                     '.tar.xz', '.txz')
+_ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, LZMAError)
 
 
 def _choose(prefixes, state_text, where):
@@ -747,21 +652,30 @@ def _choose(prefixes, state_text, where):
         f'naming one of them: {", ".join(prefixes)}')
 
 
-def _map_file(path):
-    """Memory-maps a file read-only (an empty file gives b'')."""
-    with open(path, 'rb') as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return b''
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+def _reader(index, shards, prefix):
+    """A CheckpointReader that owns ``shards``; closes them if it fails."""
+    try:
+        return CheckpointReader(index, shards, prefix)
+    except BaseException:
+        for shard in shards.values():
+            shard.close()
+        raise
 
 
 def _open_prefix(prefix):
     with open(f'{prefix}.index', 'rb') as f:
-        header, entries = read_index(f.read(), f'{prefix}.index')
-    n = header['num_shards']
-    files = {i: _data_name(prefix, i, n) for i in range(n)}
-    shards = {i: _map_file(f) for i, f in files.items() if os.path.isfile(f)}
-    return CheckpointReader((header, entries), shards, prefix)
+        index = read_index(f.read(), f'{prefix}.index')
+    shards = {}
+    try:
+        for sid in _used_shards(index[1]):
+            name = _data_name(prefix, sid, index[0]['num_shards'])
+            if os.path.isfile(name):
+                shards[sid] = _FileShard(open(name, 'rb', buffering=0))
+    except BaseException:
+        for shard in shards.values():
+            shard.close()
+        raise
+    return _reader(index, shards, prefix)
 
 
 def _open_folder(folder):
@@ -771,48 +685,112 @@ def _open_folder(folder):
     state, state_text = os.path.join(folder, 'checkpoint'), None
     if len(prefixes) > 1 and os.path.isfile(state):
         with open(state, encoding='utf-8', errors='replace') as f:
-            state_text = f.read()
+            state_text = f.read(_MAX_STATE)
     return _open_prefix(_choose(prefixes, state_text, folder))
 
 
-def _read_member(archive, member):
-    """Reads a tar member into a bytearray, in chunks (no second copy)."""
-    buf, f, pos = bytearray(member.size), archive.extractfile(member), 0
-    while pos < member.size:
-        n = f.readinto(memoryview(buf)[pos:pos + (1 << 22)])
-        if not n:
-            raise EOFError(f'truncated member {member.name}')
-        pos += n
-    return buf
+def _unpack(archive, member, path):
+    """Copies a member into an anonymous temporary file, in chunks."""
+    tmp = tempfile.gettempdir()
+    free = shutil.disk_usage(tmp).free
+    if member.size > free:
+        raise TFCheckpointError(
+            f'cannot unpack {member.name} from {path}: it holds '
+            f'{member.size} bytes and {tmp} has {free} free (set TMPDIR to '
+            'a larger disk)')
+    buf = bytearray(min(member.size, _UNPACK_CHUNK))
+    view, done = memoryview(buf), 0
+    dst = tempfile.TemporaryFile(buffering=0)
+    try:
+        src = archive.extractfile(member)
+        while done < member.size:
+            n = src.readinto(view[:min(len(buf), member.size - done)])
+            if not n:
+                raise EOFError('unexpected end of data')
+            dst.write(view[:n])
+            done += n
+    except _ARCHIVE_ERRORS as e:
+        dst.close()
+        raise TFCheckpointError(f'cannot unpack {member.name} from {path} '
+                                f'(byte {done} of {member.size}): '
+                                f'{e}') from None
+    except BaseException:
+        dst.close()
+        raise
+    return dst
 
 
 def _open_tar(path):
-    """Reads a checkpoint from a tar archive in memory, without unpacking."""
-    indexes, data, states = {}, {}, {}
+    """Opens the checkpoint in a tar archive without unpacking it to disk.
+
+    The archive is read once, as a stream (a gzip file cannot be read at
+    random), in ``tarfile``'s stream mode, which allocates no more than the
+    data it has read whatever sizes the headers claim. Checkpoint members
+    are copied one at a time into anonymous temporary files (gone once
+    closed), which are then read like a folder's files.
+    """
+    files, states, count = {}, {}, 0  # member -> _FileShard; folder -> text
     try:
-        with tarfile.open(path, 'r|*') as archive:  # streaming
-            for member in archive:
-                name = member.name
-                if not member.isfile():
-                    continue
-                if name.endswith('.index'):
-                    indexes[name[:-len('.index')]] = bytes(
-                        _read_member(archive, member))
-                elif _DATA_RE.match(name):
-                    data[name] = _read_member(archive, member)
-                elif os.path.basename(name) == 'checkpoint':
-                    states[os.path.dirname(name)] = _read_member(
-                        archive, member).decode('utf-8', 'replace')
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise TFCheckpointError(f'cannot read archive {path}: {e}') from None
-    folders = {os.path.dirname(p) for p in indexes}
-    state = states.get(folders.pop()) if len(folders) == 1 else None
-    prefix = _choose(sorted(indexes), state, path)
-    header, entries = read_index(indexes[prefix], f'{path}/{prefix}.index')
-    n = header['num_shards']
-    files = {i: _data_name(prefix, i, n) for i in range(n)}
-    shards = {i: data[f] for i, f in files.items() if f in data}
-    return CheckpointReader((header, entries), shards, f'{path}/{prefix}')
+        try:
+            with tarfile.open(path, 'r|*', bufsize=_TAR_BUFSIZE) as archive:
+                for member in archive:
+                    count += 1
+                    if count > _MAX_MEMBERS:
+                        raise TFCheckpointError(
+                            f'{path} has over {_MAX_MEMBERS} members; unpack '
+                            'it and open the checkpoint folder instead')
+                    name = member.name
+                    if not member.isfile():
+                        continue
+                    if os.path.basename(name) == 'checkpoint':
+                        states[os.path.dirname(name)] = archive.extractfile(
+                            member).read(_MAX_STATE).decode('utf-8', 'replace')
+                    elif name.endswith('.index') or _DATA_RE.match(name):
+                        if name in files:  # a later member of that name wins
+                            files.pop(name).close()
+                        files[name] = _FileShard(_unpack(archive, member,
+                                                         path))
+            indexes = sorted(n[:-len('.index')] for n in files
+                             if n.endswith('.index'))
+            folders = {os.path.dirname(p) for p in indexes}
+            state = states.get(folders.pop()) if len(folders) == 1 else None
+            prefix = _choose(indexes, state, path)
+            index_file = files.pop(f'{prefix}.index')
+            index_bytes = np.empty(index_file.size, np.uint8)
+            try:
+                index_file.readinto(index_bytes, 0)
+            finally:
+                index_file.close()
+        except _ARCHIVE_ERRORS as e:
+            raise TFCheckpointError(
+                f'cannot read archive {path}: {e}') from None
+        index = read_index(index_bytes, f'{path}/{prefix}.index')
+        shards = {}
+        for sid in _used_shards(index[1]):
+            name = _data_name(prefix, sid, index[0]['num_shards'])
+            if name in files:
+                shards[sid] = files.pop(name)
+    finally:
+        for shard in files.values():  # members of no use
+            shard.close()
+    return _reader(index, shards, f'{path}/{prefix}')
+
+
+def _is_archive(path):
+    """Whether ``path`` is a (compressed) tar archive, from its name or its
+    first bytes (``tarfile.is_tarfile`` would read a whole pax record,
+    whatever size its header claims)."""
+    if path.endswith(_ARCHIVE_SUFFIXES):
+        return True
+    with open(path, 'rb') as f:
+        head = f.read(tarfile.BLOCKSIZE)
+    if head.startswith((b'\x1f\x8b', b'BZh', b'\xfd7zXZ\x00')):
+        return True
+    try:
+        tarfile.TarInfo.frombuf(head, 'utf-8', 'surrogateescape')
+        return True
+    except (tarfile.TarError, ValueError):
+        return False
 
 
 def open_checkpoint(src):
@@ -823,24 +801,32 @@ def open_checkpoint(src):
             ``model.ckpt.index``) or its ``.index`` file; a folder holding
             one checkpoint (or several and a ``checkpoint`` state file naming
             one); or a ``.tar``/``.tar.gz``/``.tgz`` archive such as the
-            DeepLab model zoo's, read into memory without unpacking.
+            DeepLab model zoo's, read as a stream: its checkpoint members
+            are copied into anonymous temporary files in ``TMPDIR``, deleted
+            when the reader closes (nothing is unpacked next to it).
 
     Returns:
-        A :class:`CheckpointReader`; data shards on disk are memory-mapped.
+        A :class:`CheckpointReader` reading the data shards in place; close
+        it (or use it as a context manager) to release them.
 
     Raises:
         TFCheckpointError: nothing at ``src``, no checkpoint or several
-            candidates found, or a corrupt or incomplete checkpoint.
+            candidates found, an unreadable, corrupt or incomplete
+            checkpoint.
     """
     path = os.fspath(src)
-    if os.path.isdir(path):
-        return _open_folder(path)
-    if os.path.isfile(f'{path}.index'):
-        return _open_prefix(path)
-    if os.path.isfile(path) and path.endswith('.index'):
-        return _open_prefix(path[:-len('.index')])
-    if os.path.isfile(path) and tarfile.is_tarfile(path):
-        return _open_tar(path)
+    try:
+        if os.path.isdir(path):
+            return _open_folder(path)
+        if os.path.isfile(f'{path}.index'):
+            return _open_prefix(path)
+        if os.path.isfile(path) and path.endswith('.index'):
+            return _open_prefix(path[:-len('.index')])
+        if os.path.isfile(path) and _is_archive(path):
+            return _open_tar(path)
+    except OSError as e:
+        raise TFCheckpointError(
+            f'cannot read {e.filename or path}: {e.strerror or e}') from None
     if os.path.exists(path):
         raise TFCheckpointError(
             f'{path} is not a checkpoint prefix, folder or tar archive')
@@ -865,94 +851,3 @@ def load_checkpoint(src, verify=True):
     """
     with open_checkpoint(src) as reader:
         return dict(reader.items(verify))
-
-
-# ---------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------
-
-
-def _entry_proto(code, shape, shard, offset, size, crc):
-    """A BundleEntryProto serialised as TensorFlow does (proto3)."""
-    dims = bytearray()
-    for d in shape:
-        dim = bytearray()
-        if d:
-            _pb_field(dim, 1, 0, d)
-        _pb_field(dims, 2, 2, dim)
-    out = bytearray()
-    for number, wire, value in [(1, 0, code), (2, 2, dims), (3, 0, shard),
-                                (4, 0, offset), (5, 0, size),
-                                (6, 5, mask_crc32c(crc))]:
-        if value or number == 2:  # zeros are omitted; the shape is not
-            _pb_field(out, number, wire, value)
-    return bytes(out)
-
-
-def write_checkpoint(prefix, tensors, num_shards=1, block_size=4096):
-    """Writes numpy arrays as a TensorFlow V2 checkpoint (tensor bundle).
-
-    The layout is TensorFlow's: entries sorted by key, tensor bytes
-    concatenated without padding, an uncompressed index table with restart
-    points every 16 keys. Files are written under temporary names and renamed
-    into place, data shards first and the index last.
-
-    Args:
-        prefix: checkpoint prefix; writes ``prefix.index`` and
-            ``prefix.data-SSSSS-of-NNNNN``.
-        tensors: mapping name -> array (bool, int8-64, uint8-64,
-            float16/32/64, complex64/128).
-        num_shards: number of data shards; tensors are split over them in
-            key order.
-        block_size: target size of the index table's blocks (TensorFlow
-            uses 262144).
-
-    Raises:
-        ValueError: an empty name, an unsupported dtype or num_shards < 1.
-    """
-    prefix = os.fspath(prefix)
-    if num_shards < 1:
-        raise ValueError(f'num_shards must be at least 1, got {num_shards}')
-    arrays = {}
-    for name, value in tensors.items():
-        array = np.asarray(value)
-        dtype = array.dtype
-        if dtype.byteorder == '>':
-            dtype = dtype.newbyteorder('<')
-        if name == '' or dtype not in _TF_CODES:
-            raise ValueError(
-                f'cannot write tensor {name!r} of dtype {array.dtype}')
-        arrays[name.encode('utf-8')] = np.asarray(array, dtype, order='C')
-    keys = sorted(arrays)
-    header = bytearray()
-    _pb_field(header, 1, 0, num_shards)
-    _pb_field(header, 3, 2, bytes([0x08, _BUNDLE_VERSION]))  # producer
-    items = [(b'', bytes(header))]
-    temps = []
-    try:
-        for shard in range(num_shards):
-            final = _data_name(prefix, shard, num_shards)
-            os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
-            temps.append((f'{final}.tempstate{uuid.uuid4().hex}', final))
-            first, stop = (len(keys) * s // num_shards
-                           for s in (shard, shard + 1))
-            offset = 0
-            with open(temps[-1][0], 'xb') as f:
-                for key in keys[first:stop]:
-                    raw = arrays[key].reshape(-1).view(np.uint8)
-                    f.write(raw)
-                    code = _TF_CODES[arrays[key].dtype]
-                    items.append((key,
-                                  _entry_proto(code, arrays[key].shape, shard,
-                                               offset, raw.size, crc32c(raw))))
-                    offset += raw.size
-        final = f'{prefix}.index'
-        temps.append((f'{final}.tempstate{uuid.uuid4().hex}', final))
-        with open(temps[-1][0], 'xb') as f:
-            f.write(_build_table(items, block_size))
-        for temp, final in temps:
-            os.replace(temp, final)
-    finally:
-        for temp, _ in temps:
-            if os.path.exists(temp):
-                os.remove(temp)
