@@ -215,10 +215,28 @@ class _Namer:
     """TF name <-> ``state_dict`` key through the tables, for one
     checkpoint (its family and TF root scope) and one head."""
 
-    def __init__(self, info: CheckpointInfo, segmentor: bool):
-        self.family = next(f for f in nt.FAMILIES if f.name == info.family)
-        self.root = self.family.root_of(info.backbone)
-        self.head = nt.HEADS.get(info.head) if info.head else None
+    def __init__(self, info: CheckpointInfo, segmentor: bool,
+                 model: Optional[dict] = None):
+        """With ``model`` (a config's model dict), TF names follow its
+        backbone family and variant and its head; else the checkpoint's."""
+        if model is not None:
+            backbone = dict(model['backbone'])
+            self.family = next((f for f in nt.FAMILIES
+                                if f.model_type == backbone.get('type')),
+                               None)
+            if self.family is None:
+                raise ConversionError(
+                    f'backbone type {backbone.get("type")!r} has no TF name '
+                    'table; supported: ' +
+                    ', '.join(f.model_type for f in nt.FAMILIES))
+            self.root = self.family.root_of(backbone)
+            head = (model.get('decode_head') or {}).get('type')
+        else:
+            self.family = next(f for f in nt.FAMILIES
+                               if f.name == info.family)
+            self.root = self.family.root_of(info.backbone)
+            head = info.head
+        self.head = nt.HEADS.get(head) if head else None
         self.segmentor = segmentor
 
     def tf_name(self, key: str) -> Optional[str]:
@@ -302,7 +320,8 @@ def plan(shapes: Dict[str, tuple],
          expected: Dict[str, tuple],
          info: Optional[CheckpointInfo] = None,
          drop_background_class: Optional[bool] = None,
-         what: str = 'the model'):
+         what: str = 'the model',
+         model: Optional[dict] = None):
     """Match a checkpoint's variables with the expected parameters.
 
     Args:
@@ -315,6 +334,9 @@ def plan(shapes: Dict[str, tuple],
             classes -> 150). None: when TF has 151 classes and the model
             150; False: never.
         what: how to name the expected model in messages (a config).
+        model: the config's model dict ``expected`` comes from; TF names
+            then follow its backbone variant and head (else the
+            checkpoint's).
 
     Returns:
         tuple: ``(entries, ignored)``: one :class:`Entry` per expected key
@@ -328,7 +350,7 @@ def plan(shapes: Dict[str, tuple],
     info = info or inspect_variables(shapes)
     segmentor = any(k.startswith(('backbone.', 'decode_head.'))
                     for k in expected)
-    namer = _Namer(info, segmentor)
+    namer = _Namer(info, segmentor, model)
     family = namer.family
     entries, missing, wrong, wanted = [], [], [], set()
     for key, shape in expected.items():
@@ -364,6 +386,11 @@ def plan(shapes: Dict[str, tuple],
         else:
             unexpected.append(name)
     problems = []
+    if model is not None and namer.root != nt.FAMILIES[[
+            f.name for f in nt.FAMILIES].index(info.family)].root_of(
+                info.backbone):
+        problems.append(f'the checkpoint holds {info.variant}, {what} '
+                        f'builds {namer.root.rstrip("/")}')
     if wrong:
         problems.append(f'shape mismatch (checkpoint vs {what}): ' +
                         _head(wrong))
@@ -416,12 +443,14 @@ def convert(tf_tensors: Mapping,
         config = suggest_config(info)
         if config is None:
             raise ConversionError(f'no config of ours fits {info.variant}')
+        model = load_model_config(config)
         expected = expected_from_config(
-            load_model_config(config), info,
-            _classes_after_drop(info, drop_background_class))
+            model, info, _classes_after_drop(info, drop_background_class))
         what = osp.relpath(config)
+    else:
+        model = None
     entries, ignored = plan(shapes, expected, info, drop_background_class,
-                            what)
+                            what, model)
     state_dict = {
         e.key: torch.from_numpy(read_entry(e, tf_tensors.__getitem__))
         for e in entries
@@ -480,7 +509,7 @@ def convert_checkpoint(reader,
     model = load_model_config(config)
     what = f'config {_short(config)}'
     expected = expected_from_config(model, info, classes)
-    entries, ignored = plan(shapes, expected, info, drop, what)
+    entries, ignored = plan(shapes, expected, info, drop, what, model)
     head_classes = None
     if info.has_head:
         head_classes = next(e.shape[0] for e in entries
