@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import tf_names
 from conftest import REPO, run_tool
 from deeplabplus_mm.converters import write_checkpoint
 
@@ -328,3 +329,81 @@ def test_bad_checkpoints_fail_clearly(tmp_path, tf_weights, deeplab_table,
     else:
         assert victim in message
     assert not out.exists() and not list(tmp_path.glob('*.tmp'))
+
+
+# --------------------------------------------------------------------------
+# The zoo's other checkpoints: TF names and shapes generated from the
+# official rules (tests/tf_names.py), converted by the tool with the config
+# it picks, loaded strictly into that config's model.
+# --------------------------------------------------------------------------
+def test_generated_names_are_tensorflows(tf_refs, tf_weights):
+    """The generator reproduces the variables TF itself created for the
+    two reference cases."""
+    for case, names in [
+        ('mobilenetv2_os16', tf_names.mobilenet_v2(1.0) +
+         tf_names.image_pooling_aspp0(320) + tf_names.logits(21)),
+        ('xception65_os16', tf_names.xception(65)),
+    ]:
+        table = tf_weights.read_variables_tsv(
+            osp.join(tf_refs, case, 'variables.tsv'))
+        real = {n: tuple(s) for n, s, _, _ in table}
+        if case.startswith('xception'):
+            real = {n: s for n, s in real.items()
+                    if n.startswith('xception_65/')}
+        assert dict(names) == real
+
+
+ZOO_VARIANTS = {
+    # name: (TF variables, config the tool must pick, classes)
+    'mobilenetv2_dm05_coco_voc_trainaug': (
+        tf_names.mobilenet_v2(0.5) + tf_names.image_pooling_aspp0(160) +
+        tf_names.logits(21),
+        'configs/deeplabv3/'
+        'deeplabv3_mobilenetv2-dm05-d16_4xb4-30k_voc12aug-513x513.py', 21),
+    'mobilenetv2_coco_cityscapes_trainfine': (
+        tf_names.mobilenet_v2(1.0) + tf_names.image_pooling_aspp0(320) +
+        tf_names.logits(19),
+        'configs/deeplabv3/'
+        'deeplabv3_mobilenetv2-d16_4xb2-90k_cityscapes-769x769.py', 19),
+    'mobilenetv2_ade20k_train': (
+        tf_names.mobilenet_v2(1.0) + tf_names.image_pooling_aspp0(320) +
+        tf_names.decoder(144) + tf_names.logits(151),
+        'configs/deeplabv3plus/'
+        'deeplabv3plus_mobilenetv2-d16_4xb4-150k_ade20k-257x257.py', 150),
+    'xception71_dpc_cityscapes_trainfine': (
+        tf_names.xception(71) + tf_names.dpc(2048) + tf_names.decoder(256) +
+        tf_names.logits(19),
+        'configs/dpc/dpc_xception71-d16_4xb2-90k_cityscapes-769x769.py', 19),
+}
+
+
+@pytest.mark.parametrize('zoo_name', sorted(ZOO_VARIANTS))
+def test_zoo_variant_converts_into_its_config(tmp_path, tf_weights,
+                                             zoo_name):
+    names, config, classes = ZOO_VARIANTS[zoo_name]
+    tensors = tf_names.values(tf_weights, names)
+    write_checkpoint(str(tmp_path / 'model.ckpt'), tensors)
+    out = tmp_path / f'{zoo_name}.pth'
+    log = convert_cli(tmp_path, out).stdout
+    assert f'config: {config}' in log
+    assert f'classes: {classes}' in log
+    # every TF variable is used: nothing but the slots and the step ignored
+    assert f'ignored {len(names) + 1} TF variables' in log
+    sd = torch.load(out)['state_dict']
+    _loads_into(config, sd)
+    # the d8 evaluation config (where the zoo evaluates at OS 8) takes the
+    # same weights
+    d8 = config.replace('-d16_', '-d8_')
+    if osp.isfile(osp.join(REPO, d8)):
+        assert d8 in log
+        _loads_into(d8, sd)
+    # values land in TF's layout rules, e.g. a depthwise conv and the logits
+    dw = next(n for n, _ in names if n.endswith('depthwise_weights') and (
+        'branch1' in n or 'expanded_conv_5/' in n))
+    key = next(k for k in sd if k.endswith('conv.weight') and (
+        'branch1.depthwise' in k or 'expanded_conv_5.depthwise' in k))
+    assert np.array_equal(sd[key].numpy(),
+                          tensors[dw].transpose(2, 3, 0, 1)), (key, dw)
+    bias = tensors['logits/semantic/biases']
+    assert np.array_equal(sd['decode_head.conv_seg.bias'].numpy(),
+                          bias[len(bias) - classes:])
