@@ -56,6 +56,23 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+class _Progress:
+    """mmengine's progress bar over the tensors, on a terminal only."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done, total):
+        if not sys.stdout.isatty():
+            return
+        if self.bar is None:
+            from mmengine.utils import ProgressBar
+            self.bar = ProgressBar(total)
+        self.bar.update()
+        if done == total:
+            sys.stdout.write('\n')
+
+
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
@@ -67,7 +84,7 @@ def main(argv=None):
             meta = conv.convert_checkpoint(
                 reader, args.out, config=args.config,
                 keep_background_class=args.keep_background_class,
-                configs_dir=osp.join(REPO, 'configs'))
+                configs_dir=osp.join(REPO, 'configs'), progress=_Progress())
     except (conv.TFCheckpointError, conv.ConversionError) as e:
         sys.exit(f'error: {args.src}: {e}')
     kind = 'DeepLab segmentor' if meta['segmentor'] else 'ImageNet backbone'

@@ -471,7 +471,7 @@ def convert_checkpoint(reader,
                        config: Optional[str] = None,
                        keep_background_class: bool = False,
                        configs_dir: str = DEFAULT_CONFIGS_DIR,
-                       progress: Optional[Callable[[int], None]] = None
+                       progress: Optional[Callable[[int, int], None]] = None
                        ) -> dict:
     """Convert an open checkpoint into a ``.pth`` file (torch's format,
     written without torch, atomically: ``out + '.tmp'`` then renamed).
@@ -485,7 +485,7 @@ def convert_checkpoint(reader,
         keep_background_class: keep logits channel 0 of 151-class (ADE20K)
             checkpoints instead of dropping it.
         configs_dir: where suggested configs are looked up.
-        progress: called with the number of tensors written so far.
+        progress: called with (tensors written so far, tensors to write).
 
     Returns:
         dict: the ``meta`` saved with the ``state_dict`` (plain data).
@@ -537,7 +537,7 @@ def convert_checkpoint(reader,
                 state_dict[entry.key] = writer.add_tensor(
                     read_entry(entry, reader.get))
                 if progress is not None:
-                    progress(i + 1)
+                    progress(i + 1, len(entries))
             writer.finish(dict(state_dict=state_dict, meta=meta))
         os.replace(tmp, out)
     finally:

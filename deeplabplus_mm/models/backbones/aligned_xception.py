@@ -3,8 +3,8 @@
 Reference: ``research/deeplab/core/xception.py`` of tensorflow/models, and the
 numerical rules collected in ``shared/tf_deeplab/README.md``. The module tree
 mirrors TensorFlow's variable scopes, so that a TF variable name maps to a
-PyTorch parameter name by a handful of renames (see
-:mod:`deeplabplus_mm.converters.tf_deeplab`)::
+PyTorch parameter name by a handful of renames (the table in
+:mod:`deeplabplus_mm.converters.name_tables`)::
 
     xception_65/entry_flow/conv1_1/weights
         -> entry_flow.conv1_1.conv.weight
