@@ -407,3 +407,32 @@ def test_zoo_variant_converts_into_its_config(tmp_path, tf_weights,
     bias = tensors['logits/semantic/biases']
     assert np.array_equal(sd['decode_head.conv_seg.bias'].numpy(),
                           bias[len(bias) - classes:])
+
+
+def test_slim_mobilenet_v2_imagenet_initialises_backbone(tmp_path,
+                                                        tf_weights):
+    """slim's mobilenet_v2_1.0_224 (backbone + the 1280-channel Conv_1 and
+    the 1001-way logits, which DeepLab does not build) becomes a backbone
+    state_dict that init_cfg=Pretrained loads."""
+    names = tf_names.mobilenet_v2(1.0) + tf_names.conv(
+        'MobilenetV2/Conv_1', 1, 1, 320, 1280) + [
+            ('MobilenetV2/Logits/Conv2d_1c_1x1/weights', (1, 1, 1280, 1001)),
+            ('MobilenetV2/Logits/Conv2d_1c_1x1/biases', (1001, ))]
+    write_checkpoint(str(tmp_path / 'model.ckpt'),
+                     tf_names.values(tf_weights, names))
+    out = tmp_path / 'mobilenetv2_imagenet.pth'
+    log = convert_cli(tmp_path, out).stdout
+    assert 'mobilenet_v2 ImageNet backbone, 306 tensors' in log
+    assert 'MobilenetV2/Conv_1/BatchNorm/beta' in log  # ignored, and said
+    assert 'init_cfg' in log
+    sd = torch.load(out)['state_dict']
+
+    import deeplabplus_mm  # noqa: F401
+    from mmseg.registry import MODELS
+    backbone = MODELS.build(
+        dict(type='MobileNetV2TF',
+             init_cfg=dict(type='Pretrained', checkpoint=str(out))))
+    backbone.init_weights()
+    own = backbone.state_dict()
+    assert own.keys() == sd.keys()
+    assert all(torch.equal(own[k], sd[k]) for k in sd)

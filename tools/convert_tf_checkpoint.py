@@ -93,10 +93,18 @@ def main(argv=None):
           f'{meta["global_step"]}, config: {meta["config"]} -> {args.out} '
           f'({time.perf_counter() - start:.2f} s)')
     if meta['ignored']:
-        print(f'ignored {len(meta["ignored"])} TF variables (optimizer '
-              f'slots, step counter, classifier): '
-              f'{", ".join(meta["ignored"][:5])}'
-              f'{" ..." if len(meta["ignored"]) > 5 else ""}')
+        slots = [n for n in meta['ignored']
+                 if conv.tf_deeplab.IGNORED_RE.search(n)]
+        others = [n for n in meta['ignored'] if n not in slots]
+        parts = []
+        if slots:
+            parts.append(f'{len(slots)} optimizer slots / step counter')
+        if others:
+            parts.append(f'{len(others)} not in the model (classifier): '
+                         f'{", ".join(others[:5])}'
+                         f'{" ..." if len(others) > 5 else ""}')
+        print(f'ignored {len(meta["ignored"])} TF variables: '
+              f'{"; ".join(parts)}')
     if meta['skipped']:
         print(f'skipped non-numeric entries: {", ".join(meta["skipped"])}')
     if meta['segmentor'] and meta['num_classes'] != meta[
