@@ -97,6 +97,8 @@ class Family(NamedTuple):
     root_of: Callable[[dict], str]
     # backbone config arguments -> the config name part ('xception65')
     config_name: Callable[[dict], Optional[str]]
+    # backbone config arguments -> the variant's name ('xception_65')
+    variant_name: Callable[[dict], str]
 
 
 def _xception_variant(shapes, root):
@@ -121,7 +123,8 @@ XCEPTION = Family(
     ignored=re.compile(r'xception_\d+/logits/'),
     variant=_xception_variant,
     root_of=lambda args: f'xception_{args.get("arch", 65)}/',
-    config_name=lambda args: f'xception{args.get("arch", 65)}')
+    config_name=lambda args: f'xception{args.get("arch", 65)}',
+    variant_name=lambda args: f'xception_{args.get("arch", 65)}')
 
 # Depth multipliers tried when detecting a MobileNetV2 variant.
 MOBILENET_V2_MULTIPLIERS = (1.0, 0.5, 0.75, 0.35, 1.4, 1.3)
@@ -163,6 +166,11 @@ def _mobilenet_v2_name(args):
     return names.get(multiplier)
 
 
+def _mobilenet_v2_variant_name(args):
+    multiplier = args.get('depth_multiplier', 1.0)
+    return 'mobilenet_v2' + ('' if multiplier == 1.0 else f'_dm{multiplier:g}')
+
+
 MOBILENET_V2 = Family(
     name='mobilenet_v2',
     model_type='MobileNetV2TF',
@@ -175,9 +183,14 @@ MOBILENET_V2 = Family(
     ignored=re.compile(r'MobilenetV2/(Conv_1|Logits)/'),
     variant=_mobilenet_v2_variant,
     root_of=lambda args: 'MobilenetV2/',
-    config_name=_mobilenet_v2_name)
+    config_name=_mobilenet_v2_name,
+    variant_name=_mobilenet_v2_variant_name)
 
 FAMILIES: List[Family] = [XCEPTION, MOBILENET_V2]
+
+
+def family_named(name: str) -> Family:
+    return next(f for f in FAMILIES if f.name == name)
 
 # TF DeepLab backbones (feature_extractor.name_scope) and other slim nets we
 # do not convert: root scope regex -> family name for the error message.

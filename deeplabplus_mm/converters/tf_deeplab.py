@@ -110,11 +110,7 @@ def inspect_variables(shapes: Dict[str, tuple]) -> CheckpointInfo:
         raise ConversionError(
             f'a {family.name} checkpoint whose layer shapes fit none of the '
             f'known variants ({backbone})')
-    variant = match.group(0).rstrip('/')
-    if family is nt.MOBILENET_V2:
-        variant = 'mobilenet_v2'
-        if backbone['depth_multiplier'] != 1.0:
-            variant += f'_dm{backbone["depth_multiplier"]:g}'
+    variant = family.variant_name(backbone)
     logits = shapes.get('logits/semantic/weights')
     if any(name.startswith('meta_architecture/') for name in shapes):
         head = 'DensePredictionCellHead'
@@ -136,8 +132,7 @@ def suggest_config(info: CheckpointInfo,
     """Our config for a checkpoint: its algorithm (DeepLab v3+ with a
     decoder, v3 without, DPC), backbone and, by its number of classes, data
     set, at output stride 16 (as the zoo trained); None if none fits."""
-    family = next(f for f in nt.FAMILIES if f.name == info.family)
-    backbone = family.config_name(info.backbone)
+    backbone = nt.family_named(info.family).config_name(info.backbone)
     if backbone is None:
         return None
     if info.head == 'DensePredictionCellHead':
@@ -232,8 +227,7 @@ class _Namer:
             self.root = self.family.root_of(backbone)
             head = (model.get('decode_head') or {}).get('type')
         else:
-            self.family = next(f for f in nt.FAMILIES
-                               if f.name == info.family)
+            self.family = nt.family_named(info.family)
             self.root = self.family.root_of(info.backbone)
             head = info.head
         self.head = nt.HEADS.get(head) if head else None
@@ -386,9 +380,8 @@ def plan(shapes: Dict[str, tuple],
         else:
             unexpected.append(name)
     problems = []
-    if model is not None and namer.root != nt.FAMILIES[[
-            f.name for f in nt.FAMILIES].index(info.family)].root_of(
-                info.backbone):
+    if model is not None and namer.root != nt.family_named(
+            info.family).root_of(info.backbone):
         problems.append(f'the checkpoint holds {info.variant}, {what} '
                         f'builds {namer.root.rstrip("/")}')
     if wrong:

@@ -24,8 +24,7 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 # The architecture as data, shared with the TF checkpoint converter.
-from ...archs.xception import (ARCH_SETTINGS, LOW_LEVEL_BLOCK,  # noqa: F401
-                               BlockSetting)
+from ...archs.xception import ARCH_SETTINGS, LOW_LEVEL_BLOCK
 
 
 class _KeepNormStats:

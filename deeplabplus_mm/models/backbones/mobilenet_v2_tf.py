@@ -19,7 +19,6 @@ BN eps 1e-3, keeps the backbone output linear (no ReLU after the last
 import contextlib
 from typing import List, Optional, Sequence, Tuple
 
-import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule
