@@ -1,7 +1,8 @@
 """TF checkpoint reading / writing and conversion to our ``state_dict``.
 
-Importing this package imports neither torch, mmseg nor mmcv: converting
-a checkpoint needs none of them (see ``tools/convert_tf_checkpoint.py``).
+This subpackage itself imports neither torch, mmseg nor mmcv (converting a
+checkpoint needs none of them); ``tools/convert_tf_checkpoint.py`` imports
+it without ``deeplabplus_mm/__init__.py``, which registers the models.
 """
 from .tf_bundle import (CheckpointReader, TFCheckpointError, crc32c,
                         load_checkpoint, open_checkpoint, read_index,
