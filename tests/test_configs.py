@@ -1,6 +1,8 @@
 """No config can rot: every config under configs/ builds its model and its
-data pipelines (datasets on generated data where they need files), and
-output stride and atrous rates agree."""
+data pipelines (datasets on generated data where they need files), output
+stride and atrous rates agree, and the model's parameters are exactly what
+the architecture descriptions (deeplabplus_mm.archs, which the TF converter
+reads) say."""
 import glob
 import os.path as osp
 import re
@@ -10,13 +12,33 @@ import torch
 from mmengine.config import Config
 
 from conftest import REPO
+from deeplabplus_mm.archs import BACKBONE_CONVS, model_convs, state_shapes
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
 LEAVES = [c for c in CONFIGS if '_base_' not in c]
 RATES = {16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
-NAME = re.compile(r'^deeplabv3plus_(xception41|xception65|xception71|r101)'
+NAME = re.compile(r'^(deeplabv3plus|deeplabv3|dpc)_'
+                  r'(xception41|xception65|xception71|r101|mobilenetv2'
+                  r'|mobilenetv2-dm05)'
                   r'-d(8|16)_(\d+)xb(\d+)-(\d+(?:k|it))_([\w-]+)-'
                   r'(\d+)x(\d+)\.py$')
+# The TF model zoo's MobileNetV2 and DPC checkpoints, each with its config
+# (evaluation output strides as the zoo's tables state).
+ZOO_CONFIGS = [
+    'deeplabv3/deeplabv3_mobilenetv2-d16_4xb4-30k_voc12aug-513x513.py',
+    'deeplabv3/deeplabv3_mobilenetv2-d8_4xb4-30k_voc12aug-513x513.py',
+    'deeplabv3/deeplabv3_mobilenetv2-d16_4xb4-300k_coco-voc-513x513.py',
+    'deeplabv3/deeplabv3_mobilenetv2-d16_4xb4-30k_coco-voc-pre-voc12aug-'
+    '513x513.py',
+    'deeplabv3/deeplabv3_mobilenetv2-dm05-d16_4xb4-30k_voc12aug-513x513.py',
+    'deeplabv3/deeplabv3_mobilenetv2-dm05-d8_4xb4-30k_voc12aug-513x513.py',
+    'deeplabv3/deeplabv3_mobilenetv2-d16_4xb2-90k_cityscapes-769x769.py',
+    'deeplabv3/deeplabv3_mobilenetv2-d8_4xb2-90k_cityscapes-769x769.py',
+    'deeplabv3plus/deeplabv3plus_mobilenetv2-d16_4xb4-150k_ade20k-'
+    '257x257.py',
+    'dpc/dpc_xception71-d16_4xb2-90k_cityscapes-769x769.py',
+    'dpc/dpc_xception71-d8_4xb2-90k_cityscapes-769x769.py',
+]
 
 
 def test_matrix_is_complete():
@@ -30,6 +52,8 @@ def test_matrix_is_complete():
                     n.startswith(f'deeplabv3plus_{backbone}-d{os_}_') and
                     re.search(rf'_{dataset}-\d+x\d+\.py$', n)
                     for n in names), (backbone, os_, dataset)
+    for path in ZOO_CONFIGS:
+        assert osp.isfile(osp.join(REPO, 'configs', path)), path
 
 
 @pytest.mark.parametrize('path', LEAVES, ids=osp.basename)
@@ -44,7 +68,7 @@ def test_config_builds_and_agrees_with_its_name(path):
     if 'demo' not in path:
         m = NAME.match(name)
         assert m, f'{name} does not follow mmseg naming'
-        backbone, os_, gpus, batch, _, dataset, h, w = m.groups()
+        algo, backbone, os_, gpus, batch, _, dataset, h, w = m.groups()
         os_ = int(os_)
         assert cfg.train_dataloader.batch_size == int(batch)
         assert tuple(cfg.crop_size) == (int(h), int(w))
@@ -53,18 +77,37 @@ def test_config_builds_and_agrees_with_its_name(path):
         expected = 0.001 if 'pre-' in dataset else 0.007 * int(gpus) * int(
             batch) / 16
         assert lr == pytest.approx(expected)
-        bb = cfg.model.backbone
+        bb, head = cfg.model.backbone, cfg.model.decode_head
         if backbone.startswith('xception'):
             assert bb.type == 'AlignedXception'
             assert bb.arch == int(backbone[-2:])
             assert bb.output_stride == os_
+        elif backbone.startswith('mobilenetv2'):
+            assert bb.type == 'MobileNetV2TF'
+            assert bb.depth_multiplier == (0.5 if 'dm05' in backbone
+                                           else 1.0)
+            assert bb.output_stride == os_
         else:
             strides = {8: (1, 2, 1, 1), 16: (1, 2, 2, 1)}[os_]
             assert tuple(bb.strides) == strides
-        assert tuple(cfg.model.decode_head.dilations) == RATES[os_]
+        if algo == 'dpc':
+            # the cell's rates follow the output stride
+            assert head.type == 'DensePredictionCellHead'
+            assert head.output_stride == os_
+        elif backbone.startswith('mobilenetv2'):
+            # the zoo's MobileNetV2 heads have no atrous branch
+            assert tuple(head.dilations) == (1, )
+        else:
+            assert tuple(head.dilations) == RATES[os_]
+        # DeepLab v3 has no decoder, v3+ (and DPC) has one
+        assert (head.c1_in_channels > 0) == (algo != 'deeplabv3')
     with torch.device('meta'):
         model = MODELS.build(cfg.model)
     assert model.decode_head.num_classes == cfg.model.decode_head.num_classes
+    if cfg.model.backbone.type in BACKBONE_CONVS:
+        # what the converter computes from the config, without the model
+        assert state_shapes(model_convs(cfg.model)) == {
+            k: tuple(v.shape) for k, v in model.state_dict().items()}
     # every pipeline builds (the data loaders are built on generated data
     # in the dataset tests; here the transforms themselves)
     for pipeline in (cfg.train_dataloader.dataset.get('pipeline'),

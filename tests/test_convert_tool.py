@@ -1,19 +1,25 @@
 """tools/convert_tf_checkpoint.py end to end, on TF-format checkpoints
 written by the test (tensor-bundle V2, from shared/tf_deeplab/weights.py
 values, with global_step and Momentum slots like the real zoo files)."""
+import os
 import os.path as osp
 import re
 import tarfile
+import textwrap
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from conftest import run_tool
+import tf_names
+from conftest import REPO, run_tool
 from deeplabplus_mm.converters import write_checkpoint
 
 ZOO_CONFIG = ('configs/deeplabv3plus/'
               'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py')
+ADE_CONFIG = ('configs/deeplabv3plus/'
+              'deeplabv3plus_xception65-d16_4xb4-150k_ade20k-513x513.py')
 
 
 def _with_slots(tf_weights, table):
@@ -35,25 +41,50 @@ def deeplab_table(tf_refs, tf_weights):
 @pytest.fixture(scope='module')
 def deeplab_ckpt(tmp_path_factory, tf_weights, deeplab_table):
     prefix = str(tmp_path_factory.mktemp('zoo') / 'train' / 'model.ckpt')
-    import os
     os.makedirs(osp.dirname(prefix))
     write_checkpoint(prefix, _with_slots(tf_weights, deeplab_table))
     return prefix
 
 
-def convert_cli(src, out, check=True):
+def convert_cli(src, out, *args, check=True):
     return run_tool('tools/convert_tf_checkpoint.py', str(src), str(out),
-                    check=check)
+                    *args, check=check)
+
+
+def _tf_labelled_voc(root, tf_refs, case='xception65_os16'):
+    """A VOC-layout val set of the TF references' input images (stored
+    losslessly as PNG), labelled with TensorFlow's own prediction (the
+    argmax of its upsampled logits; 255 where its top-2 margin is within
+    2e-4, the near-ties a float32 port may flip)."""
+    from deeplabplus_mm.datasets.synthetic import save_palette_png
+    for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
+        os.makedirs(osp.join(root, sub))
+    names = []
+    for size in ('129x129', '120x160'):
+        image = np.load(osp.join(tf_refs, case, f'input_{size}.npy'))[0]
+        ref = np.load(osp.join(tf_refs, case, f'upsampled_{size}.npy'))[0]
+        top2 = np.sort(ref, axis=-1)[..., -2:]
+        label = ref.argmax(-1).astype(np.uint8)
+        label[top2[..., 1] - top2[..., 0] <= 2e-4] = 255
+        assert len(np.unique(label)) > 3  # several classes, not one
+        names.append(f'tf_{size}')
+        cv2.imwrite(osp.join(root, 'JPEGImages', f'tf_{size}.png'),
+                    image[..., ::-1])  # RGB -> BGR, lossless
+        save_palette_png(
+            osp.join(root, 'SegmentationClass', f'tf_{size}.png'), label)
+    with open(osp.join(root, 'ImageSets/Segmentation/val.txt'), 'w') as f:
+        f.write('\n'.join(names) + '\n')
+    return root
 
 
 def test_deeplab_checkpoint_to_test_py(tmp_path, deeplab_ckpt, tf_weights,
-                                       synth_voc):
+                                       tf_refs):
     out = tmp_path / 'x65_voc.pth'
     log = convert_cli(deeplab_ckpt, out).stdout
     assert 'xception_65 DeepLab segmentor' in log
     assert 'classes: 21' in log and 'global_step: 30000' in log
     assert re.search(r'ignored 441 TF variables', log)  # slots + step
-    assert ZOO_CONFIG.replace('configs/', '') in log  # the config that fits
+    assert ZOO_CONFIG in log  # the config it used, and tells to test with
     ckpt = torch.load(out)  # weights_only
     assert ckpt['meta']['variant'] == 'xception_65'
     assert ckpt['meta']['global_step'] == 30000
@@ -67,17 +98,24 @@ def test_deeplab_checkpoint_to_test_py(tmp_path, deeplab_ckpt, tf_weights,
     assert np.array_equal(got.numpy(), want)
     assert torch.equal(sd['decode_head.conv_seg.bias'], torch.from_numpy(
         tf_weights.variable_value('logits/semantic/biases', (21, ))))
-    # the converted checkpoint runs through tools/test.py with the zoo
-    # config (zoo padding to 513 included) and fills every parameter
+    # tools/test.py with the zoo config and the converted checkpoint
+    # predicts exactly what TensorFlow predicts on the references' images
+    # (evaluated, as they were made, without the zoo's padding to 513):
+    # 100 % mIoU against TF's labels, which a wrong conversion cannot give.
+    data = _tf_labelled_voc(str(tmp_path / 'tfvoc'), tf_refs)
     log = run_tool(
         'tools/test.py', ZOO_CONFIG, str(out), '--work-dir',
         str(tmp_path / 'w'), '--cfg-options',
-        f'test_dataloader.dataset.data_root={synth_voc}',
+        f'test_dataloader.dataset.data_root={data}',
+        'test_dataloader.dataset.img_suffix=.png',
+        'test_dataloader.dataset.ann_file=ImageSets/Segmentation/val.txt',
+        'model.data_preprocessor.test_cfg.size=None',
+        'model.data_preprocessor.test_cfg.size_divisor=1',
         'test_dataloader.num_workers=0',
         'test_dataloader.persistent_workers=False').stdout
     assert 'do not match exactly' not in log and 'missing keys' not in log
-    miou = float(re.findall(r'mIoU: (\d+\.\d+)', log)[-1])
-    assert 0 <= miou <= 100
+    assert float(re.findall(r'aAcc: (\d+\.\d+)', log)[-1]) == 100.0
+    assert float(re.findall(r'mIoU: (\d+\.\d+)', log)[-1]) == 100.0
 
 
 def test_tar_gz_and_folder_sources(tmp_path, deeplab_ckpt):
@@ -131,20 +169,134 @@ def test_imagenet_checkpoint_initialises_backbone(tmp_path, tf_weights,
     assert all(torch.equal(own[k], sd[k]) for k in sd)
 
 
-def test_ade20k_background_class_is_dropped(tmp_path, tf_weights,
-                                            deeplab_table):
+@pytest.fixture(scope='module')
+def ade_ckpt(tmp_path_factory, tf_weights, deeplab_table):
+    """The xception65 checkpoint with TF ADE20K's 151-class logits."""
     tensors = {}
     for name, shape, dtype, _ in deeplab_table:
         if name.startswith('logits/semantic/'):
             shape = shape[:-1] + (151, )
         tensors[name] = tf_weights.variable_value(name, shape, dtype)
-    prefix = str(tmp_path / 'model.ckpt')
+    prefix = str(tmp_path_factory.mktemp('ade') / 'model.ckpt')
     write_checkpoint(prefix, tensors)
+    return prefix, tensors
+
+
+def _loads_into(config, state_dict, **cfg_options):
+    """The config's model (built on the meta device) takes the state_dict
+    strictly: same keys, same shapes."""
+    from mmengine.config import Config
+
+    from conftest import build_model
+    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg.merge_from_dict(cfg_options)
+    with torch.device('meta'):
+        model = build_model(cfg.model)
+    model.load_state_dict(state_dict, strict=True, assign=True)
+
+
+def test_ade20k_background_class_is_dropped(tmp_path, ade_ckpt):
+    prefix, tensors = ade_ckpt
     log = convert_cli(prefix, tmp_path / 'ade.pth').stdout
-    assert 'classes: 150' in log and 'ade20k' in log
+    assert 'classes: 150' in log and ADE_CONFIG in log
     sd = torch.load(tmp_path / 'ade.pth')['state_dict']
     assert torch.equal(sd['decode_head.conv_seg.bias'],
                        torch.from_numpy(tensors['logits/semantic/biases'][1:]))
+    _loads_into(ADE_CONFIG, sd)
+
+
+def test_keep_background_class(tmp_path, ade_ckpt):
+    """--keep-background-class keeps TF's 151 logits (it failed with a
+    shape mismatch against a 150-class reference model before)."""
+    prefix, tensors = ade_ckpt
+    out = tmp_path / 'ade151.pth'
+    log = convert_cli(prefix, out, '--keep-background-class').stdout
+    assert 'classes: 151' in log
+    # the ADE20K config, told to build 151 classes
+    assert (f'tools/test.py {ADE_CONFIG} {out} --cfg-options '
+            'model.decode_head.num_classes=151') in log
+    sd = torch.load(out)['state_dict']
+    assert torch.equal(sd['decode_head.conv_seg.bias'],
+                       torch.from_numpy(tensors['logits/semantic/biases']))
+    assert np.array_equal(
+        sd['decode_head.conv_seg.weight'].numpy(),
+        tensors['logits/semantic/weights'].transpose(3, 2, 0, 1))
+    _loads_into(ADE_CONFIG, sd, **{'model.decode_head.num_classes': 151})
+    # a config that says 150 classes does not fit a 151-class conversion
+    proc = convert_cli(prefix, tmp_path / 'x.pth', '--keep-background-class',
+                       '--config', ADE_CONFIG, check=False)
+    assert proc.returncode != 0
+    assert 'logits/semantic/weights (1, 1, 256, 151) vs (1, 1, 256, 150)' \
+        in proc.stdout
+    assert not (tmp_path / 'x.pth').exists()
+
+
+def test_converting_imports_neither_mmseg_nor_mmcv(tmp_path, deeplab_ckpt):
+    """A real conversion through the tool's main() in a fresh interpreter
+    leaves mmseg, mmcv (and torch) unimported."""
+    out = tmp_path / 'x.pth'
+    code = textwrap.dedent(f"""
+        import runpy, sys
+        sys.argv = ['convert_tf_checkpoint.py', {deeplab_ckpt!r}, {str(out)!r}]
+        runpy.run_path('tools/convert_tf_checkpoint.py', run_name='__main__')
+        loaded = sorted(m for m in ('mmseg', 'mmcv', 'torch')
+                        if m in sys.modules)
+        print('loaded:', loaded)
+        """)
+    log = run_tool('-c', code).stdout
+    assert 'xception_65 DeepLab segmentor, 878 tensors' in log
+    assert 'loaded: []' in log
+    assert len(torch.load(out)['state_dict']) == 878
+
+
+@pytest.mark.parametrize('root,family', [
+    ('resnet_v1_101', 'resnet_v1 / resnet_v1_beta'),
+    ('pnasnet', 'NAS (pnasnet)'),
+    ('MobilenetV3', 'mobilenet_v3'),
+])
+def test_unsupported_family_is_named(tmp_path, root, family):
+    tensors = {
+        f'{root}/conv1/weights': np.zeros((3, 3, 3, 8), np.float32),
+        f'{root}/conv1/BatchNorm/gamma': np.ones(8, np.float32),
+        'logits/semantic/weights': np.zeros((1, 1, 8, 21), np.float32),
+        'global_step': np.asarray(1, np.int64),
+    }
+    prefix = str(tmp_path / 'model.ckpt')
+    write_checkpoint(prefix, tensors)
+    proc = convert_cli(prefix, tmp_path / 'x.pth', check=False)
+    assert proc.returncode != 0
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout
+    assert f'a {family} checkpoint (variables under {root}/)' in lines[0]
+    assert 'xception (AlignedXception), mobilenet_v2 (MobileNetV2TF)' \
+        in lines[0]
+
+
+@pytest.mark.parametrize('config,first', [
+    # an Xception-65 checkpoint against the Xception-71 config
+    ('configs/deeplabv3plus/'
+     'deeplabv3plus_xception71-d16_4xb4-30k_voc12aug-513x513.py',
+     'the checkpoint holds xception_65, config {config} builds xception_71; '
+     '730 parameters of config {config} have no TF variable: '
+     'xception_71/entry_flow/conv1_1/weights '
+     '(for backbone.entry_flow.conv1_1.conv.weight)'),
+    # ... against a MobileNetV2 DeepLab v3 (no decoder) config
+    ('configs/deeplabv3/'
+     'deeplabv3_mobilenetv2-d16_4xb4-30k_voc12aug-513x513.py',
+     'the checkpoint holds xception_65, config {config} builds MobilenetV2; '
+     'shape mismatch (checkpoint vs config {config}): '
+     'image_pooling/weights (1, 1, 2048, 256) vs (1, 1, 320, 256)'),
+])
+def test_checkpoint_that_does_not_fit_the_config(tmp_path, deeplab_ckpt,
+                                                 config, first):
+    proc = convert_cli(deeplab_ckpt, tmp_path / 'x.pth', '--config', config,
+                       check=False)
+    assert proc.returncode != 0
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ')
+    assert first.format(config=config) in lines[0]
+    assert 'fit no parameter' in lines[0]  # and the other way round
+    assert not (tmp_path / 'x.pth').exists()
 
 
 @pytest.mark.parametrize('damage', ['missing', 'shape', 'crc'])
@@ -177,3 +329,110 @@ def test_bad_checkpoints_fail_clearly(tmp_path, tf_weights, deeplab_table,
     else:
         assert victim in message
     assert not out.exists() and not list(tmp_path.glob('*.tmp'))
+
+
+# --------------------------------------------------------------------------
+# The zoo's other checkpoints: TF names and shapes generated from the
+# official rules (tests/tf_names.py), converted by the tool with the config
+# it picks, loaded strictly into that config's model.
+# --------------------------------------------------------------------------
+def test_generated_names_are_tensorflows(tf_refs, tf_weights):
+    """The generator reproduces the variables TF itself created for the
+    two reference cases."""
+    for case, names in [
+        ('mobilenetv2_os16', tf_names.mobilenet_v2(1.0) +
+         tf_names.image_pooling_aspp0(320) + tf_names.logits(21)),
+        ('xception65_os16', tf_names.xception(65)),
+    ]:
+        table = tf_weights.read_variables_tsv(
+            osp.join(tf_refs, case, 'variables.tsv'))
+        real = {n: tuple(s) for n, s, _, _ in table}
+        if case.startswith('xception'):
+            real = {n: s for n, s in real.items()
+                    if n.startswith('xception_65/')}
+        assert dict(names) == real
+
+
+ZOO_VARIANTS = {
+    # name: (TF variables, config the tool must pick, classes)
+    'mobilenetv2_dm05_coco_voc_trainaug': (
+        tf_names.mobilenet_v2(0.5) + tf_names.image_pooling_aspp0(160) +
+        tf_names.logits(21),
+        'configs/deeplabv3/'
+        'deeplabv3_mobilenetv2-dm05-d16_4xb4-30k_voc12aug-513x513.py', 21),
+    'mobilenetv2_coco_cityscapes_trainfine': (
+        tf_names.mobilenet_v2(1.0) + tf_names.image_pooling_aspp0(320) +
+        tf_names.logits(19),
+        'configs/deeplabv3/'
+        'deeplabv3_mobilenetv2-d16_4xb2-90k_cityscapes-769x769.py', 19),
+    'mobilenetv2_ade20k_train': (
+        tf_names.mobilenet_v2(1.0) + tf_names.image_pooling_aspp0(320) +
+        tf_names.decoder(144) + tf_names.logits(151),
+        'configs/deeplabv3plus/'
+        'deeplabv3plus_mobilenetv2-d16_4xb4-150k_ade20k-257x257.py', 150),
+    'xception71_dpc_cityscapes_trainfine': (
+        tf_names.xception(71) + tf_names.dpc(2048) + tf_names.decoder(256) +
+        tf_names.logits(19),
+        'configs/dpc/dpc_xception71-d16_4xb2-90k_cityscapes-769x769.py', 19),
+}
+
+
+@pytest.mark.parametrize('zoo_name', sorted(ZOO_VARIANTS))
+def test_zoo_variant_converts_into_its_config(tmp_path, tf_weights,
+                                             zoo_name):
+    names, config, classes = ZOO_VARIANTS[zoo_name]
+    tensors = tf_names.values(tf_weights, names)
+    write_checkpoint(str(tmp_path / 'model.ckpt'), tensors)
+    out = tmp_path / f'{zoo_name}.pth'
+    log = convert_cli(tmp_path, out).stdout
+    assert f'config: {config}' in log
+    assert f'classes: {classes}' in log
+    # every TF variable is used: nothing but the slots and the step ignored
+    assert f'ignored {len(names) + 1} TF variables' in log
+    sd = torch.load(out)['state_dict']
+    _loads_into(config, sd)
+    # the d8 evaluation config (where the zoo evaluates at OS 8) takes the
+    # same weights
+    d8 = config.replace('-d16_', '-d8_')
+    if osp.isfile(osp.join(REPO, d8)):
+        assert d8 in log
+        _loads_into(d8, sd)
+    # values land in TF's layout rules, e.g. a depthwise conv and the logits
+    dw = next(n for n, _ in names if n.endswith('depthwise_weights') and (
+        'branch1' in n or 'expanded_conv_5/' in n))
+    key = next(k for k in sd if k.endswith('conv.weight') and (
+        'branch1.depthwise' in k or 'expanded_conv_5.depthwise' in k))
+    assert np.array_equal(sd[key].numpy(),
+                          tensors[dw].transpose(2, 3, 0, 1)), (key, dw)
+    bias = tensors['logits/semantic/biases']
+    assert np.array_equal(sd['decode_head.conv_seg.bias'].numpy(),
+                          bias[len(bias) - classes:])
+
+
+def test_slim_mobilenet_v2_imagenet_initialises_backbone(tmp_path,
+                                                        tf_weights):
+    """slim's mobilenet_v2_1.0_224 (backbone + the 1280-channel Conv_1 and
+    the 1001-way logits, which DeepLab does not build) becomes a backbone
+    state_dict that init_cfg=Pretrained loads."""
+    names = tf_names.mobilenet_v2(1.0) + tf_names.conv(
+        'MobilenetV2/Conv_1', 1, 1, 320, 1280) + [
+            ('MobilenetV2/Logits/Conv2d_1c_1x1/weights', (1, 1, 1280, 1001)),
+            ('MobilenetV2/Logits/Conv2d_1c_1x1/biases', (1001, ))]
+    write_checkpoint(str(tmp_path / 'model.ckpt'),
+                     tf_names.values(tf_weights, names))
+    out = tmp_path / 'mobilenetv2_imagenet.pth'
+    log = convert_cli(tmp_path, out).stdout
+    assert 'mobilenet_v2 ImageNet backbone, 306 tensors' in log
+    assert 'MobilenetV2/Conv_1/BatchNorm/beta' in log  # ignored, and said
+    assert 'init_cfg' in log
+    sd = torch.load(out)['state_dict']
+
+    import deeplabplus_mm  # noqa: F401
+    from mmseg.registry import MODELS
+    backbone = MODELS.build(
+        dict(type='MobileNetV2TF',
+             init_cfg=dict(type='Pretrained', checkpoint=str(out))))
+    backbone.init_weights()
+    own = backbone.state_dict()
+    assert own.keys() == sd.keys()
+    assert all(torch.equal(own[k], sd[k]) for k in sd)

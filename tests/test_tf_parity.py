@@ -1,6 +1,8 @@
 """TF-faithfulness, as a number: the values of shared/tf_deeplab/weights.py,
-through our converter's name table, in our model built from the zoo config,
-give TensorFlow's own logits (``xception65_os16``) within 1e-4."""
+through our converter's name tables, in our model built from the zoo config,
+give TensorFlow's own logits within 1e-4: ``xception65_os16`` (DeepLab v3+,
+Xception-65) and ``mobilenetv2_os16`` (DeepLab v3, MobileNetV2, the latter
+written as a real TF checkpoint and converted by the command line tool)."""
 import os.path as osp
 
 import numpy as np
@@ -8,9 +10,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO, build_model
+from conftest import REPO, build_model, run_tool
 from deeplabplus_mm.converters import (convert, expected_state_shapes,
-                                       map_scope)
+                                       map_scope, write_checkpoint)
 
 CASE = 'xception65_os16'
 ZOO_CONFIG = osp.join(
@@ -186,3 +188,98 @@ def test_zoo_evaluation_padding(tf_refs, zoo_model):
     # the unpadded prediction
     unpadded = load_case(tf_refs, 'upsampled', '120x160')[0]
     assert np.abs(got.permute(1, 2, 0).numpy() - unpadded).max() > 1e-3
+
+
+# --------------------------------------------------------------------------
+# MobileNetV2 (DeepLab v3, the zoo's VOC head), through the converter CLI
+# --------------------------------------------------------------------------
+MNV2_CASE = 'mobilenetv2_os16'
+MNV2_CONFIG = ('configs/deeplabv3/'
+               'deeplabv3_mobilenetv2-d16_4xb4-30k_voc12aug-513x513.py')
+
+
+@pytest.fixture(scope='module')
+def mnv2_model(tf_refs, tf_weights, tmp_path_factory):
+    """weights.py values of every variable of the case (plus global_step and
+    Momentum slots, as a training run leaves them) -> a real TF checkpoint
+    -> tools/convert_tf_checkpoint.py -> the zoo config's model."""
+    table = tf_weights.read_variables_tsv(
+        osp.join(tf_refs, MNV2_CASE, 'variables.tsv'))
+    tensors = {'global_step': np.asarray(30000, np.int64)}
+    for name, shape, dtype, trainable in table:
+        tensors[name] = tf_weights.variable_value(name, shape, dtype)
+        if trainable:
+            tensors[f'{name}/Momentum'] = np.ones(shape, dtype)
+    folder = tmp_path_factory.mktemp('mnv2')
+    write_checkpoint(str(folder / 'model.ckpt'), tensors)
+    out = folder / 'mnv2.pth'
+    log = run_tool('tools/convert_tf_checkpoint.py', str(folder),
+                   str(out)).stdout
+    assert 'mobilenet_v2 DeepLab segmentor, 326 tensors' in log
+    assert f'config: {MNV2_CONFIG}' in log  # the config it suggests
+    model = build_model(osp.join(REPO, MNV2_CONFIG)).eval()
+    model.data_preprocessor.test_cfg = None  # references: crop = input
+    model.load_state_dict(torch.load(out)['state_dict'], strict=True)
+    return model
+
+
+def load_mnv2(tf_refs, kind, size):
+    return np.load(osp.join(tf_refs, MNV2_CASE, f'{kind}_{size}.npy'))
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_mobilenetv2_logits_match_tensorflow(tf_refs, mnv2_model, size):
+    image = load_mnv2(tf_refs, 'input', size)[0]
+    data = preprocess(mnv2_model, image)
+    with torch.no_grad():
+        logits = mnv2_model.decode_head(
+            mnv2_model.extract_feat(data['inputs']))
+        samples = mnv2_model.predict(data['inputs'], data['data_samples'])
+    ref = load_mnv2(tf_refs, 'logits', size)
+    assert logits.shape[2:] == ref.shape[1:3]  # output stride 16, no decoder
+    assert_close_to_tf(logits.permute(0, 2, 3, 1).numpy(), ref,
+                       f'logits {size}')
+    upsampled = samples[0].seg_logits.data.permute(1, 2, 0)[None].numpy()
+    assert_close_to_tf(upsampled, load_mnv2(tf_refs, 'upsampled', size),
+                       f'upsampled {size}')
+
+
+def _mnv2_tap(op_name):
+    """Our module path (and output index) of a MobileNetV2 tap."""
+    scope, _, op = op_name.rpartition('/')
+    if scope.startswith('MobilenetV2/expanded_conv'):  # <block>/output
+        return map_scope(scope), 0
+    return map_scope(scope), None  # Conv/Relu6, head <scope>/Relu, logits
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_mobilenetv2_taps_match_tensorflow(tf_refs, mnv2_model, size):
+    taps = np.load(osp.join(tf_refs, MNV2_CASE, f'taps_{size}.npz'))
+    ops = sorted({k.split('::')[0] for k in taps.files})
+    captured, hooks = {}, []
+    for op in ops:
+        path, index = _mnv2_tap(op)
+        assert path is not None, op
+
+        def hook(mod, args, out, op=op, index=index):
+            out = out[index] if index is not None else out
+            captured[op] = out.detach().permute(0, 2, 3, 1).numpy()
+
+        hooks.append(
+            mnv2_model.get_submodule(path).register_forward_hook(hook))
+    try:
+        data = preprocess(mnv2_model, load_mnv2(tf_refs, 'input', size)[0])
+        with torch.no_grad():
+            mnv2_model.decode_head(mnv2_model.extract_feat(data['inputs']))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(ops) == 22  # Conv, 17 blocks, image pooling, aspp0, ...
+    for op in ops:
+        ours = captured[op]
+        assert list(ours.shape) == list(taps[f'{op}::shape']), op
+        scale = max(1.0, float(np.abs(taps[f'{op}::crop_tl']).max()))
+        for key, value in _crops(ours).items():
+            np.testing.assert_allclose(
+                value, taps[f'{op}::{key}'], atol=ATOL * scale, rtol=0,
+                err_msg=f'{op} {key}')

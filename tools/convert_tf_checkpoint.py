@@ -1,64 +1,117 @@
-"""Convert a TensorFlow DeepLab / Xception checkpoint to a PyTorch .pth.
+"""Convert a TensorFlow DeepLab checkpoint to a PyTorch .pth.
 
-    python tools/convert_tf_checkpoint.py SRC OUT.pth
+    python tools/convert_tf_checkpoint.py SRC OUT.pth [--config CONFIG]
 
 SRC: a checkpoint prefix (``.../model.ckpt``), a folder holding one, or a
-model-zoo ``.tar.gz`` (read without unpacking). No TensorFlow needed. DeepLab
-checkpoints become a full segmentor ``state_dict`` (for ``tools/test.py``),
-ImageNet ones the backbone alone (for ``model.backbone.init_cfg``). The
-output is written atomically and loads with ``torch.load(weights_only=True)``.
+model-zoo ``.tar.gz`` (read without unpacking). Backbones: aligned Xception
+41/65/71, MobileNetV2 (any depth multiplier); heads: ASPP (+ decoder) and
+the Dense Prediction Cell. The variant, head and number of classes are
+detected from the variable names; the parameters to fill come from CONFIG's
+model (default: the config of ours that fits, printed at the end), and the
+first TF variables that do not fit it are named. DeepLab checkpoints become
+a full segmentor ``state_dict`` (for ``tools/test.py``), ImageNet ones the
+backbone alone (for ``model.backbone.init_cfg``). The output is written
+atomically and loads with ``torch.load(weights_only=True)``.
+
+Needs neither TensorFlow nor torch, mmseg or mmcv: only numpy and mmengine's
+config reader.
 """
 import argparse
-import os
+import importlib
+import importlib.util
+import os.path as osp
 import sys
 import time
 
-import torch
-
-from deeplabplus_mm.converters import (ConversionError, TFCheckpointError,
-                                       convert_reader, open_checkpoint,
-                                       suggest_configs)
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-def parse_args():
+def import_converters():
+    """``deeplabplus_mm.converters`` without running
+    ``deeplabplus_mm/__init__.py``, which registers our models in mmseg
+    (importing torch, mmcv and mmseg: seconds and hundreds of MiB that a
+    conversion does not need)."""
+    if 'deeplabplus_mm' not in sys.modules:
+        spec = importlib.util.find_spec('deeplabplus_mm')
+        if spec is None:
+            sys.exit('error: the deeplabplus_mm package is not installed')
+        sys.modules['deeplabplus_mm'] = importlib.util.module_from_spec(spec)
+    return importlib.import_module('deeplabplus_mm.converters')
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('src', help='checkpoint prefix, folder or .tar.gz')
     parser.add_argument('out', help='output .pth file')
     parser.add_argument(
+        '--config',
+        help='config whose model the checkpoint fills (default: ours that '
+        'fits the checkpoint)')
+    parser.add_argument(
         '--keep-background-class',
         action='store_true',
         help='keep logits channel 0 of 151-class (ADE20K) checkpoints '
         'instead of dropping it for mmseg\'s 150-class ADE20K')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+class _Progress:
+    """mmengine's progress bar over the tensors, on a terminal only."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done, total):
+        if not sys.stdout.isatty():
+            return
+        if self.bar is None:
+            from mmengine.utils import ProgressBar
+            self.bar = ProgressBar(total)
+        self.bar.update()
+        if done == total:
+            sys.stdout.write('\n')
+
+
+def main(argv=None):
+    args = parse_args(argv)
     start = time.perf_counter()
+    conv = import_converters()
+    if args.config is not None and not osp.isfile(args.config):
+        sys.exit(f'error: {args.config}: no such config file')
     try:
-        with open_checkpoint(args.src) as reader:
-            state_dict, meta = convert_reader(
-                reader, False if args.keep_background_class else None)
-    except (TFCheckpointError, ConversionError) as e:
+        with conv.open_checkpoint(args.src) as reader:
+            meta = conv.convert_checkpoint(
+                reader, args.out, config=args.config,
+                keep_background_class=args.keep_background_class,
+                configs_dir=osp.join(REPO, 'configs'), progress=_Progress())
+    except (conv.TFCheckpointError, conv.ConversionError) as e:
         sys.exit(f'error: {args.src}: {e}')
-    tmp = f'{args.out}.tmp'
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    torch.save(dict(state_dict=state_dict, meta=meta), tmp)
-    os.replace(tmp, args.out)
     kind = 'DeepLab segmentor' if meta['segmentor'] else 'ImageNet backbone'
-    print(f'{meta["variant"]} {kind}, {len(state_dict)} tensors, '
+    print(f'{meta["variant"]} {kind}, {meta["num_tensors"]} tensors, '
           f'classes: {meta["num_classes"]}, TF global_step: '
-          f'{meta["global_step"]} -> {args.out} '
+          f'{meta["global_step"]}, config: {meta["config"]} -> {args.out} '
           f'({time.perf_counter() - start:.2f} s)')
     if meta['ignored']:
-        print(f'ignored {len(meta["ignored"])} TF variables (optimizer '
-              f'slots, step counter, classifier): '
-              f'{", ".join(meta["ignored"][:5])}'
-              f'{" ..." if len(meta["ignored"]) > 5 else ""}')
+        slots = [n for n in meta['ignored']
+                 if conv.tf_deeplab.IGNORED_RE.search(n)]
+        others = [n for n in meta['ignored'] if n not in slots]
+        parts = []
+        if slots:
+            parts.append(f'{len(slots)} optimizer slots / step counter')
+        if others:
+            parts.append(f'{len(others)} not in the model (classifier): '
+                         f'{", ".join(others[:5])}'
+                         f'{" ..." if len(others) > 5 else ""}')
+        print(f'ignored {len(meta["ignored"])} TF variables: '
+              f'{"; ".join(parts)}')
     if meta['skipped']:
         print(f'skipped non-numeric entries: {", ".join(meta["skipped"])}')
-    for line in suggest_configs(meta, args.out):
+    if meta['segmentor'] and meta['num_classes'] != meta[
+            'config_num_classes']:
+        print(f'note: {meta["num_classes"]} classes, the config has '
+              f'{meta["config_num_classes"]}')
+    for line in conv.usage_lines(meta, args.out):
         print(line)
 
 

@@ -1,140 +1,298 @@
-"""TF DeepLab / Xception variables -> our PyTorch ``state_dict``.
+"""TF DeepLab checkpoints -> our ``state_dict``, driven by name tables.
 
-Pure functions: :func:`map_name` is the name table, :func:`to_torch_layout`
-the layout transposes, :func:`convert` the whole conversion of a dict of TF
-arrays (as read by :mod:`deeplabplus_mm.converters.tf_bundle`) into a
-``state_dict`` of :class:`AlignedXception` (ImageNet checkpoints) or of the
-whole segmentor (``backbone.*`` + ``decode_head.*``, DeepLab checkpoints).
+* :func:`inspect_variables` detects, from the variable names (and the
+  shapes where names cannot tell, e.g. MobileNetV2's depth multiplier), the
+  backbone family and variant, the head and the number of classes.
+* The expected parameters (``state_dict`` keys and shapes) come from a
+  config's ``model`` through the pure-python architecture descriptions of
+  :mod:`deeplabplus_mm.archs` (:func:`expected_from_config`), or from a
+  model (:func:`expected_state_shapes`).
+* :func:`plan` matches the two through the tables of :mod:`.name_tables`
+  and names the first TF variables that do not fit.
+* :func:`convert_checkpoint` streams a checkpoint into a ``.pth`` file
+  (:mod:`.torch_format`, no torch needed); :func:`convert` returns torch
+  tensors for use in Python.
+
+Nothing here imports mmseg or mmcv (nor torch, except :func:`convert`).
 """
+import glob
+import os
+import os.path as osp
 import re
 from collections.abc import Mapping
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
-import torch
 
-# (TF pattern, torch replacement), applied in order to the variable scope
-# (the name without its leaf). The backbone prefix is added separately.
-SCOPE_TABLE: List[Tuple[str, str]] = [
-    (r'/xception_module/', '/'),
-    (r'separable_conv(\d)_depthwise$', r'separable_conv\1/depthwise_conv'),
-    (r'separable_conv(\d)_pointwise$', r'separable_conv\1/pointwise_conv'),
-    (r'^aspp0$', 'aspp/0'),
-    (r'^aspp(\d)_depthwise$', r'aspp/\1/depthwise_conv'),
-    (r'^aspp(\d)_pointwise$', r'aspp/\1/pointwise_conv'),
-    (r'^aspp(\d)$', r'aspp/\1'),
-    (r'^decoder/decoder_conv(\d)_depthwise$',
-     r'decoder_conv\1/depthwise_conv'),
-    (r'^decoder/decoder_conv(\d)_pointwise$',
-     r'decoder_conv\1/pointwise_conv'),
-    (r'^decoder/', ''),
-    (r'^logits/semantic$', 'conv_seg'),
-]
-# TF leaf -> torch leaf. Conv weights live in ConvModule's ``conv``, BN in
-# its ``bn``.
-LEAF_TABLE: Dict[str, str] = {
-    'weights': 'conv.weight',
-    'depthwise_weights': 'conv.weight',
-    'BatchNorm/gamma': 'bn.weight',
-    'BatchNorm/beta': 'bn.bias',
-    'BatchNorm/moving_mean': 'bn.running_mean',
-    'BatchNorm/moving_variance': 'bn.running_var',
-}
-# Only the logits conv has a bias; it is a plain nn.Conv2d (mmseg's
-# ``conv_seg``), not a ConvModule.
-PLAIN_CONV_LEAF_TABLE: Dict[str, str] = {'weights': 'weight', 'biases': 'bias'}
-PLAIN_CONVS = ('decode_head.conv_seg', )
-HEAD_SCOPES = ('image_pooling', 'aspp', 'concat_projection', 'decoder/',
-               'logits/semantic')
-BACKBONE_RE = re.compile(r'^xception_(41|65|71)/')
-# Variables that are not model parameters: optimizer slots, step counters,
-# the ImageNet classifier's logits (we keep the backbone only).
+from ..archs import model_convs, state_shapes
+from . import name_tables as nt
+
+# Variables that are no model parameters: step counter, optimizer slots.
 IGNORED_RE = re.compile(r'(^global_step$|/Momentum$|/ExponentialMovingAverage$'
-                        r'|/Adam(_1)?$|/RMSProp(_1)?$|^beta[12]_power'
-                        r'|^xception_\d+/logits/)')
+                        r'|/Adam(_1)?$|/RMSProp(_1)?$|^beta[12]_power)')
 # TF DeepLab's ADE20K models predict 151 classes with class 0 ("other")
 # ignored in training; mmseg's ADE20K has the 150 real ones
-# (reduce_zero_label), so the converter drops logits channel 0.
+# (reduce_zero_label), so logits channel 0 is dropped by default.
 ADE20K_TF_CLASSES = 151
+# Number of classes -> data set part of our config names.
+DATASET_BY_CLASSES = {21: 'voc12aug', 19: 'cityscapes', 150: 'ade20k',
+                      151: 'ade20k'}
+DEFAULT_CONFIGS_DIR = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 
 
 class ConversionError(ValueError):
     """A checkpoint that cannot become a complete, consistent state_dict."""
 
 
-def map_scope(scope: str, segmentor: bool = True) -> Optional[str]:
-    """Torch module path of a TF variable scope, or None if not ours.
+class CheckpointInfo(NamedTuple):
+    """What :func:`inspect_variables` finds in a checkpoint."""
+    family: str  # 'xception', 'mobilenet_v2'
+    variant: str  # 'xception_65', 'mobilenet_v2', 'mobilenet_v2_dm0.5'
+    backbone: dict  # our backbone's config arguments that the names fix
+    head: Optional[str]  # our head type, None for an ImageNet backbone
+    num_classes: Optional[int]  # logits channels as stored in TF
+    decoder: bool
 
-    ``'xception_65/entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise'``
-    -> ``'backbone.entry_flow.block2.unit_1.separable_conv2.pointwise_conv'``.
+    @property
+    def has_head(self) -> bool:
+        return self.head is not None
 
-    Args:
-        scope: A TF variable scope (a variable name without its leaf).
-        segmentor: Prefix with ``backbone.``/``decode_head.`` (a full
-            segmentor) or give backbone-relative paths.
+    @property
+    def arch(self) -> Optional[int]:
+        return self.backbone.get('arch')
+
+
+def _family(name: str) -> Optional[nt.Family]:
+    for family in nt.FAMILIES:
+        if family.root.match(name):
+            return family
+    return None
+
+
+def inspect_variables(shapes: Dict[str, tuple]) -> CheckpointInfo:
+    """Detect backbone family and variant, head and classes.
+
+    Raises:
+        ConversionError: no supported backbone (naming the family found
+            and the supported ones), or several.
     """
-    backbone = BACKBONE_RE.match(scope + '/')
-    if backbone:
-        scope = scope[backbone.end():]
-        prefix = 'backbone.' if segmentor else ''
-    elif scope.startswith(HEAD_SCOPES) and segmentor:
-        prefix = 'decode_head.'
+    families, others = {}, set()
+    for name in shapes:
+        if IGNORED_RE.search(name) or nt.HEAD_ROOTS.match(name):
+            continue
+        family = _family(name)
+        if family is None:
+            others.add(name.split('/')[0])
+            continue
+        match = family.root.match(name)
+        families.setdefault((family.name, match.group(0)), (family, match))
+    supported = ', '.join(f'{f.name} ({f.model_type})' for f in nt.FAMILIES)
+    if not families:
+        for pattern, family_name in nt.UNSUPPORTED_FAMILIES:
+            found = sorted(o for o in others if pattern.match(o + '/'))
+            if found:
+                raise ConversionError(
+                    f'a {family_name} checkpoint (variables under '
+                    f'{found[0]}/), which is not supported; supported '
+                    f'backbone families: {supported}')
+        raise ConversionError(
+            'no supported backbone found (top-level scopes: '
+            f'{", ".join(sorted(others)[:5]) or "none"}); supported '
+            f'backbone families: {supported}')
+    if len(families) > 1:
+        raise ConversionError(
+            'variables of several backbones: ' +
+            ', '.join(sorted(root for _, root in families)))
+    (family, match), = families.values()
+    backbone = family.variant(shapes, match)
+    if None in backbone.values():
+        raise ConversionError(
+            f'a {family.name} checkpoint whose layer shapes fit none of the '
+            f'known variants ({backbone})')
+    variant = family.variant_name(backbone)
+    logits = shapes.get('logits/semantic/weights')
+    if any(name.startswith('meta_architecture/') for name in shapes):
+        head = 'DensePredictionCellHead'
+    elif logits is not None:
+        head = 'DeepLabV3PlusTFHead'
     else:
+        head = None
+    return CheckpointInfo(
+        family=family.name,
+        variant=variant,
+        backbone=backbone,
+        head=head,
+        num_classes=int(logits[-1]) if logits is not None else None,
+        decoder='decoder/feature_projection0/weights' in shapes)
+
+
+def suggest_config(info: CheckpointInfo,
+                   configs_dir: str = DEFAULT_CONFIGS_DIR) -> Optional[str]:
+    """Our config for a checkpoint: its algorithm (DeepLab v3+ with a
+    decoder, v3 without, DPC), backbone and, by its number of classes, data
+    set, at output stride 16 (as the zoo trained); None if none fits."""
+    backbone = nt.family_named(info.family).config_name(info.backbone)
+    if backbone is None:
         return None
-    for pattern, repl in SCOPE_TABLE:
-        scope = re.sub(pattern, repl, scope)
-    return prefix + scope.replace('/', '.')
+    if info.head == 'DensePredictionCellHead':
+        algo = 'dpc'
+    else:
+        algo = 'deeplabv3plus' if info.decoder or not info.has_head \
+            else 'deeplabv3'
+    candidates = sorted(
+        glob.glob(osp.join(configs_dir, algo, f'{algo}_{backbone}-d16_*.py')))
+    if not info.has_head:  # ImageNet backbone: any config of it will do
+        candidates += sorted(
+            glob.glob(osp.join(configs_dir, '*', f'*_{backbone}-d16_*.py')))
+    dataset = DATASET_BY_CLASSES.get(info.num_classes, 'voc12aug')
+    for path in candidates:
+        if re.search(rf'_{dataset}-\d+x\d+\.py$', path):
+            return path
+    return candidates[0] if candidates else None
 
 
-def map_name(tf_name: str, segmentor: bool = True) -> Optional[str]:
-    """Torch ``state_dict`` key of a TF variable, or None if not ours.
-
-    ``'xception_65/entry_flow/conv1_1/BatchNorm/gamma'`` ->
-    ``'backbone.entry_flow.conv1_1.bn.weight'``; optimizer slots,
-    ``global_step`` and the ImageNet classifier's logits give None.
-    """
-    if IGNORED_RE.search(tf_name):
-        return None
-    scope, _, leaf = tf_name.rpartition('/')
-    if leaf.startswith('moving_') or leaf in ('gamma', 'beta'):
-        scope, _, bn = scope.rpartition('/')
-        leaf = f'{bn}/{leaf}'
-    module = map_scope(scope, segmentor)
-    table = PLAIN_CONV_LEAF_TABLE if module in PLAIN_CONVS else LEAF_TABLE
-    if module is None or leaf not in table:
-        return None
-    return f'{module}.{table[leaf]}'
+def load_model_config(path: str) -> dict:
+    """A config file's ``model`` as a plain dict, read without importing
+    the config's ``custom_imports`` (no mmseg, no mmcv)."""
+    from mmengine.config import Config
+    try:
+        cfg = Config.fromfile(path, import_custom_modules=False)
+    except Exception as e:  # syntax errors, missing _base_ files...
+        raise ConversionError(f'cannot read config {path}: {e}') from e
+    if 'model' not in cfg:
+        raise ConversionError(f'config {path} has no model')
+    return cfg.model.to_dict()
 
 
-# Inverse renames, used only to name the TF variable a model parameter
-# expects in error messages; every result is checked against map_name.
-_INVERSE_TABLE: List[Tuple[str, str]] = [
-    (r'^decode_head\.conv_seg\.weight$', 'logits/semantic/weights'),
-    (r'^decode_head\.conv_seg\.bias$', 'logits/semantic/biases'),
-    (r'(depthwise_conv)\.conv\.weight$', r'\1/depthwise_weights'),
-    (r'\.conv\.weight$', '/weights'),
-    (r'\.bn\.weight$', '/BatchNorm/gamma'),
-    (r'\.bn\.bias$', '/BatchNorm/beta'),
-    (r'\.bn\.running_mean$', '/BatchNorm/moving_mean'),
-    (r'\.bn\.running_var$', '/BatchNorm/moving_variance'),
-    (r'(unit_\d+)\.', r'\1/xception_module/'),
-    (r'\.(depthwise|pointwise)_conv', r'_\1'),
-    (r'aspp\.(\d)', r'aspp\1'),
-    (r'(feature_projection0|decoder_conv\d)', r'decoder/\1'),
-    (r'^decode_head\.', ''),
-]
+def expected_from_config(model: dict,
+                         info: CheckpointInfo,
+                         num_classes: Optional[int] = None
+                         ) -> Dict[str, tuple]:
+    """``state_dict`` key -> shape of a config's model, computed from
+    :mod:`deeplabplus_mm.archs` (the model is not built): the backbone alone
+    for an ImageNet checkpoint, else the whole segmentor, with
+    ``num_classes`` replacing the config's when given."""
+    if info.has_head and num_classes is not None:
+        model = dict(model, decode_head=dict(model['decode_head'],
+                                             num_classes=num_classes))
+    try:
+        convs = model_convs(model, backbone_only=not info.has_head)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConversionError(f'cannot describe the config\'s model: {e}')
+    return state_shapes(convs)
 
 
-def expected_tf_name(key: str, arch: int) -> Optional[str]:
-    """The TF variable that :func:`map_name` maps to ``key``, or None."""
-    name = key.replace('backbone.', f'xception_{arch}/', 1)
-    for pattern, repl in _INVERSE_TABLE:
-        name = re.sub(pattern, repl, name)
-    name = name.replace('.', '/')
-    segmentor = key.startswith(('backbone.', 'decode_head.'))
-    if not segmentor:
-        name = f'xception_{arch}/{name}'
-    return name if map_name(name, segmentor) == key else None
+def expected_state_shapes(model) -> Dict[str, tuple]:
+    """``state_dict`` key -> shape of a built model."""
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+class Entry(NamedTuple):
+    """One ``state_dict`` entry and where it comes from."""
+    key: str
+    tf_name: Optional[str]  # None: a num_batches_tracked buffer (0)
+    shape: tuple  # torch shape
+    drop_first: bool = False  # drop channel 0 (TF's ADE20K "other" class)
+
+
+def _split_key(key: str) -> Tuple[str, str, str]:
+    """``(module path, torch leaf, kind)`` of a ``state_dict`` key."""
+    for leaf in ('conv.weight', 'bn.weight', 'bn.bias', 'bn.running_mean',
+                 'bn.running_var', 'bn.num_batches_tracked'):
+        if key.endswith('.' + leaf):
+            return key[:-len(leaf) - 1], leaf, 'norm'
+    module, _, leaf = key.rpartition('.')
+    return module, leaf, 'plain'
+
+
+class _Namer:
+    """TF name <-> ``state_dict`` key through the tables, for one
+    checkpoint (its family and TF root scope) and one head."""
+
+    def __init__(self, info: CheckpointInfo, segmentor: bool,
+                 model: Optional[dict] = None):
+        """With ``model`` (a config's model dict), TF names follow its
+        backbone family and variant and its head; else the checkpoint's."""
+        if model is not None:
+            backbone = dict(model['backbone'])
+            self.family = next((f for f in nt.FAMILIES
+                                if f.model_type == backbone.get('type')),
+                               None)
+            if self.family is None:
+                raise ConversionError(
+                    f'backbone type {backbone.get("type")!r} has no TF name '
+                    'table; supported: ' +
+                    ', '.join(f.model_type for f in nt.FAMILIES))
+            self.root = self.family.root_of(backbone)
+            head = (model.get('decode_head') or {}).get('type')
+        else:
+            self.family = nt.family_named(info.family)
+            self.root = self.family.root_of(info.backbone)
+            head = info.head
+        self.head = nt.HEADS.get(head) if head else None
+        self.segmentor = segmentor
+
+    def tf_name(self, key: str) -> Optional[str]:
+        """The TF variable of ``key`` (None for num_batches_tracked and
+        modules no table knows)."""
+        module, leaf, kind = _split_key(key)
+        if leaf == 'bn.num_batches_tracked':
+            return None
+        if not self.segmentor:
+            table, root, path = self.family.table, self.root, module
+        elif module.startswith('backbone.'):
+            table, root = self.family.table, self.root
+            path = module[len('backbone.'):]
+        elif module.startswith('decode_head.') and self.head is not None:
+            table, root = self.head, ''
+            path = module[len('decode_head.'):]
+        else:
+            return None
+        found = table.to_tf(path)
+        if found is None or found[1] != kind:
+            return None
+        scope = root + found[0]
+        tf_leaf = nt.TORCH_LEAVES[kind].get(leaf)
+        if tf_leaf == 'weights' and scope.endswith('depthwise'):
+            tf_leaf = 'depthwise_weights'
+        return None if tf_leaf is None else f'{scope}/{tf_leaf}'
+
+    def key(self, tf_name: str) -> Optional[str]:
+        """The ``state_dict`` key of a TF variable, or None."""
+        scope, _, leaf = tf_name.rpartition('/')
+        if scope.endswith('/BatchNorm'):
+            scope = scope[:-len('/BatchNorm')]
+            leaf = 'BatchNorm/' + leaf
+        match = self.family.root.match(scope + '/')
+        if match and match.group(0) == self.root:
+            table, prefix = self.family.table, 'backbone.'
+            scope = scope[match.end():]
+        elif self.head is not None:
+            table, prefix = self.head, 'decode_head.'
+        else:
+            return None
+        found = table.to_torch(scope)
+        if found is None:
+            return None
+        path, kind = found
+        leaves = (nt.NORM_CONV_LEAVES
+                  if kind == 'norm' else nt.PLAIN_CONV_LEAVES)
+        if leaf not in leaves:
+            return None
+        prefix = prefix if self.segmentor else ''
+        return f'{prefix}{path}.{leaves[leaf]}'
+
+
+def tf_shape(tf_name: str, torch_shape: tuple) -> tuple:
+    """The TF shape of a variable whose torch shape is ``torch_shape``."""
+    if tf_name.endswith('/depthwise_weights'):
+        c, m, kh, kw = torch_shape
+        return (kh, kw, c, m)
+    if tf_name.endswith('/weights'):
+        cout, cin, kh, kw = torch_shape
+        return (kh, kw, cin, cout)
+    return tuple(torch_shape)
 
 
 def to_torch_layout(tf_name: str, value: np.ndarray) -> np.ndarray:
@@ -147,234 +305,299 @@ def to_torch_layout(tf_name: str, value: np.ndarray) -> np.ndarray:
     return value
 
 
-class CheckpointInfo(NamedTuple):
-    """What :func:`inspect_variables` finds in a checkpoint."""
-    arch: int  # 41, 65 or 71
-    has_head: bool  # a DeepLab checkpoint (True) or an ImageNet one
-    num_classes: Optional[int]  # logits channels as stored in TF
-    aspp_rates: int  # number of 3x3 ASPP branches
-    aspp_with_separable_conv: bool
-    decoder: bool
-    decoder_use_separable_conv: bool
-    add_image_level_feature: bool
-
-
-def inspect_variables(shapes: Dict[str, Tuple[int, ...]]) -> CheckpointInfo:
-    """Detect variant, head and number of classes from variable names."""
-    archs = {int(m.group(1)) for m in map(BACKBONE_RE.match, shapes) if m}
-    if len(archs) != 1:
-        raise ConversionError(
-            'not an aligned Xception checkpoint: expected variables under '
-            'exactly one of xception_41/, xception_65/, xception_71/, found '
-            f'{sorted(archs) or "none"}')
-    logits = shapes.get('logits/semantic/weights')
-    return CheckpointInfo(
-        arch=archs.pop(),
-        has_head=logits is not None,
-        num_classes=logits[-1] if logits is not None else None,
-        aspp_rates=sum(1 for i in range(1, 10)
-                       if f'aspp{i}_pointwise/weights' in shapes
-                       or f'aspp{i}/weights' in shapes),
-        aspp_with_separable_conv='aspp1_depthwise/depthwise_weights' in shapes,
-        decoder='decoder/feature_projection0/weights' in shapes,
-        decoder_use_separable_conv=(
-            'decoder/decoder_conv0_depthwise/depthwise_weights' in shapes),
-        add_image_level_feature='image_pooling/weights' in shapes)
-
-
-def convert(tf_tensors: Mapping,
-            expected: Optional[Dict[str, Tuple[int, ...]]] = None,
-            drop_background_class: Optional[bool] = None,
-            shapes: Optional[Dict[str, Tuple[int, ...]]] = None):
-    """Convert TF arrays to a torch ``state_dict``.
-
-    Args:
-        tf_tensors: TF variable name -> array (numeric tensors only).
-        expected: torch key -> shape of the model to fill (from
-            :func:`expected_state_shapes`). Every key must be filled with the
-            right shape; ``num_batches_tracked`` buffers are set to 0.
-        drop_background_class: Drop logits channel 0 (TF ADE20K's 151
-            classes -> mmseg's 150). None: only when there are 151 classes.
-        shapes: TF name -> shape, when ``tf_tensors`` reads lazily; only the
-            tensors that map to a parameter are then looked up.
-
-    Returns:
-        tuple: ``(state_dict, info, ignored)``: the ``state_dict`` (a full
-        segmentor for DeepLab checkpoints, the backbone alone for ImageNet
-        ones), the :class:`CheckpointInfo` and the sorted names of the TF
-        variables left out.
-
-    Raises:
-        ConversionError: naming the variables, when a parameter stays
-            unfilled, a shape disagrees or two variables map to one key.
-    """
-    if shapes is None:
-        shapes = {k: np.shape(v) for k, v in tf_tensors.items()}
-    info = inspect_variables(shapes)
-    if drop_background_class is None:
-        drop_background_class = info.num_classes == ADE20K_TF_CLASSES
-    state_dict, ignored, sources = {}, [], {}
-    for tf_name in tf_tensors:
-        key = map_name(tf_name, segmentor=info.has_head)
-        if key is None:
-            ignored.append(tf_name)
-            continue
-        if key in sources:
-            raise ConversionError(f'{tf_name!r} and {sources[key]!r} both '
-                                  f'map to {key!r}')
-        sources[key] = tf_name
-        value = to_torch_layout(tf_name, tf_tensors[tf_name])
-        if drop_background_class and tf_name.startswith('logits/semantic/'):
-            value = value[1:]
-        state_dict[key] = torch.from_numpy(np.ascontiguousarray(value))
-    if expected is not None:
-        _check_complete(state_dict, expected, sources, info.arch)
-    return state_dict, info, sorted(ignored)
-
-
-def _check_complete(state_dict, expected, sources, arch):
-    for key, shape in expected.items():
-        if key.endswith('num_batches_tracked') and key not in state_dict:
-            state_dict[key] = torch.zeros((), dtype=torch.long)
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong = [(k, tuple(state_dict[k].shape), tuple(expected[k]))
-             for k in expected
-             if k in state_dict and tuple(state_dict[k].shape) != tuple(
-                 expected[k])]
-    problems = []
-    if missing:
-        problems.append(f'{len(missing)} model parameters have no TF '
-                        'variable: ' + _head([
-                            f'{expected_tf_name(k, arch) or "?"} (for {k})'
-                            for k in missing
-                        ]))
-    if unexpected:
-        problems.append(f'{len(unexpected)} TF variables fit no model '
-                        'parameter: ' +
-                        _head([sources[k] for k in unexpected]))
-    if wrong:
-        problems.append('shape mismatch: ' + _head([
-            f'{sources[k]} -> {k}: {got} vs model {want}'
-            for k, got, want in wrong
-        ]))
-    if problems:
-        raise ConversionError('; '.join(problems))
-
-
-def _head(items, n=8):
+def _head(items, n=5):
     shown = ', '.join(items[:n])
     return shown + (f' ... (+{len(items) - n} more)' if len(items) > n else '')
 
 
-def expected_state_shapes(model: torch.nn.Module) -> Dict[str, tuple]:
-    """``state_dict`` key -> shape of a model (build it on the meta device
-    to avoid allocating weights)."""
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+def plan(shapes: Dict[str, tuple],
+         expected: Dict[str, tuple],
+         info: Optional[CheckpointInfo] = None,
+         drop_background_class: Optional[bool] = None,
+         what: str = 'the model',
+         model: Optional[dict] = None):
+    """Match a checkpoint's variables with the expected parameters.
 
-
-
-def reference_model(info: CheckpointInfo) -> torch.nn.Module:
-    """The model a checkpoint with ``info`` fills, built on the meta device
-    (no memory): the backbone alone for ImageNet checkpoints, else a
-    ``backbone`` + ``decode_head`` with exactly the TF head's branches."""
-    from ..models import AlignedXception, DeepLabV3PlusTFHead
-    with torch.device('meta'):
-        backbone = AlignedXception(arch=info.arch)
-        if not info.has_head:
-            return backbone
-        drop = int(info.num_classes == ADE20K_TF_CLASSES)
-        head = DeepLabV3PlusTFHead(
-            in_channels=2048,
-            in_index=1,
-            channels=256,
-            # rates do not change parameter shapes; only their number does
-            dilations=(1, ) + (6, ) * info.aspp_rates,
-            c1_in_channels=256 if info.decoder else 0,
-            aspp_with_separable_conv=info.aspp_with_separable_conv,
-            decoder_use_separable_conv=info.decoder_use_separable_conv,
-            add_image_level_feature=info.add_image_level_feature,
-            num_classes=info.num_classes - drop,
-            norm_cfg=dict(type='BN', eps=1e-5),
-            align_corners=True)
-        return torch.nn.ModuleDict(dict(backbone=backbone, decode_head=head))
-
-
-class _LazyTensors(Mapping):
-    """A checkpoint reader seen as a name -> array mapping that reads (and
-    crc-checks) a tensor only when it is looked up."""
-
-    def __init__(self, reader):
-        self._reader = reader
-
-    def __getitem__(self, name):
-        return self._reader.get(name)
-
-    def __iter__(self):
-        return iter(self._reader.names())
-
-    def __len__(self):
-        return len(self._reader.names())
-
-
-def convert_reader(reader, drop_background_class: Optional[bool] = None):
-    """Convert an open TF checkpoint (:class:`CheckpointReader`).
-
-    Reads only the tensors that become parameters (optimizer slots are
-    skipped unread), checks the result against :func:`reference_model`.
+    Args:
+        shapes: TF name -> shape of every variable of the checkpoint.
+        expected: ``state_dict`` key -> shape (:func:`expected_from_config`
+            or :func:`expected_state_shapes`); keys without a
+            ``backbone.``/``decode_head.`` prefix mean a backbone alone.
+        info: :func:`inspect_variables` of ``shapes`` (computed if None).
+        drop_background_class: drop logits channel 0 (TF ADE20K's 151
+            classes -> 150). None: when TF has 151 classes and the model
+            150; False: never.
+        what: how to name the expected model in messages (a config).
+        model: the config's model dict ``expected`` comes from; TF names
+            then follow its backbone variant and head (else the
+            checkpoint's).
 
     Returns:
-        tuple: ``(state_dict, meta)``; ``meta`` holds plain data: source,
-        variant, whether it is a segmentor, classes, TF ``global_step``,
-        the ignored variables.
+        tuple: ``(entries, ignored)``: one :class:`Entry` per expected key
+        in its order, and the sorted names of the TF variables left out
+        (optimizer slots, step counter, classifier).
+
+    Raises:
+        ConversionError: naming the first TF variables that do not fit:
+            missing ones, ones no parameter takes, shape mismatches.
     """
+    info = info or inspect_variables(shapes)
+    segmentor = any(k.startswith(('backbone.', 'decode_head.'))
+                    for k in expected)
+    namer = _Namer(info, segmentor, model)
+    family = namer.family
+    entries, missing, wrong, wanted = [], [], [], set()
+    for key, shape in expected.items():
+        shape = tuple(shape)
+        name = namer.tf_name(key)
+        if name is None:
+            if key.endswith('.num_batches_tracked'):
+                entries.append(Entry(key, None, shape))
+            else:
+                missing.append(f'? (for {key}: no TF scope maps to it)')
+            continue
+        wanted.add(name)
+        if name not in shapes:
+            missing.append(f'{name} (for {key})')
+            continue
+        want, got = tf_shape(name, shape), tuple(shapes[name])
+        drop = False
+        if (name.startswith('logits/semantic/') and got != want
+                and drop_background_class is not False
+                and got[-1] == want[-1] + 1 and got[:-1] == want[:-1]):
+            drop = drop_background_class or got[-1] == ADE20K_TF_CLASSES
+        if got != want and not drop:
+            wrong.append(f'{name} {got} vs {want}')
+        entries.append(Entry(key, name, shape, drop))
+    ignored, unexpected = [], []
+    for name in shapes:
+        if name in wanted:
+            continue
+        if IGNORED_RE.search(name) or family.ignored.match(name):
+            ignored.append(name)
+        elif not segmentor and nt.HEAD_ROOTS.match(name):
+            ignored.append(name)
+        else:
+            unexpected.append(name)
+    problems = []
+    if model is not None and namer.root != nt.family_named(
+            info.family).root_of(info.backbone):
+        problems.append(f'the checkpoint holds {info.variant}, {what} '
+                        f'builds {namer.root.rstrip("/")}')
+    if wrong:
+        problems.append(f'shape mismatch (checkpoint vs {what}): ' +
+                        _head(wrong))
+    if missing:
+        problems.append(f'{len(missing)} parameters of {what} have no TF '
+                        'variable: ' + _head(missing))
+    if unexpected:
+        problems.append(f'{len(unexpected)} TF variables fit no parameter '
+                        f'of {what}: ' + _head(sorted(unexpected)))
+    if problems:
+        raise ConversionError('; '.join(problems))
+    return entries, sorted(ignored)
+
+
+def read_entry(entry: Entry, read: Callable[[str], np.ndarray]
+               ) -> np.ndarray:
+    """The value of one entry, in torch's layout (a new array)."""
+    if entry.tf_name is None:
+        return np.zeros((), np.int64)
+    value = to_torch_layout(entry.tf_name, read(entry.tf_name))
+    if entry.drop_first:
+        value = value[1:]
+    return np.require(value, requirements='C')
+
+
+def convert(tf_tensors: Mapping,
+            expected: Optional[Dict[str, tuple]] = None,
+            drop_background_class: Optional[bool] = None,
+            shapes: Optional[Dict[str, tuple]] = None):
+    """Convert TF arrays to a torch ``state_dict`` (imports torch).
+
+    Args:
+        tf_tensors: TF variable name -> array (numeric tensors only).
+        expected: ``state_dict`` key -> shape of the model to fill
+            (:func:`expected_state_shapes` of a model, or
+            :func:`expected_from_config`); None: the model of
+            :func:`suggest_config`.
+        drop_background_class: see :func:`plan`.
+        shapes: TF name -> shape, when ``tf_tensors`` reads lazily.
+
+    Returns:
+        tuple: ``(state_dict, info, ignored)``.
+    """
+    import torch
+    if shapes is None:
+        shapes = {k: tuple(np.shape(v)) for k, v in tf_tensors.items()}
+    info = inspect_variables(shapes)
+    what = 'the model'
+    if expected is None:
+        config = suggest_config(info)
+        if config is None:
+            raise ConversionError(f'no config of ours fits {info.variant}')
+        model = load_model_config(config)
+        expected = expected_from_config(
+            model, info, _classes_after_drop(info, drop_background_class))
+        what = osp.relpath(config)
+    else:
+        model = None
+    entries, ignored = plan(shapes, expected, info, drop_background_class,
+                            what, model)
+    state_dict = {
+        e.key: torch.from_numpy(read_entry(e, tf_tensors.__getitem__))
+        for e in entries
+    }
+    return state_dict, info, ignored
+
+
+def _classes_after_drop(info, drop_background_class):
+    if info.num_classes is None:
+        return None
+    drop = (info.num_classes == ADE20K_TF_CLASSES
+            if drop_background_class is None else drop_background_class)
+    return info.num_classes - int(drop)
+
+
+def convert_checkpoint(reader,
+                       out: str,
+                       config: Optional[str] = None,
+                       keep_background_class: bool = False,
+                       configs_dir: str = DEFAULT_CONFIGS_DIR,
+                       progress: Optional[Callable[[int, int], None]] = None
+                       ) -> dict:
+    """Convert an open checkpoint into a ``.pth`` file (torch's format,
+    written without torch, atomically: ``out + '.tmp'`` then renamed).
+
+    Args:
+        reader: a :class:`CheckpointReader` (``open_checkpoint``).
+        out: output path.
+        config: the config whose model the checkpoint must fill; None: the
+            suggested one (:func:`suggest_config`), whose number of classes
+            then follows the checkpoint.
+        keep_background_class: keep logits channel 0 of 151-class (ADE20K)
+            checkpoints instead of dropping it.
+        configs_dir: where suggested configs are looked up.
+        progress: called with (tensors written so far, tensors to write).
+
+    Returns:
+        dict: the ``meta`` saved with the ``state_dict`` (plain data).
+
+    Raises:
+        ConversionError: see :func:`inspect_variables` and :func:`plan`.
+        TFCheckpointError: a corrupt tensor (crc mismatch...).
+    """
+    from .torch_format import TorchFileWriter
     shapes = {name: tuple(reader.shape(name)) for name in reader.names()}
     info = inspect_variables(shapes)
-    state_dict, info, ignored = convert(
-        _LazyTensors(reader),
-        expected_state_shapes(reference_model(info)),
-        drop_background_class,
-        shapes=shapes)
+    drop = False if keep_background_class else None
+    classes = None
+    if config is None:
+        config = suggest_config(info, configs_dir)
+        if config is None:
+            raise ConversionError(
+                f'no config of ours for {info.variant}; name one with '
+                '--config')
+        classes = _classes_after_drop(info, drop)
+    model = load_model_config(config)
+    what = f'config {_short(config)}'
+    expected = expected_from_config(model, info, classes)
+    entries, ignored = plan(shapes, expected, info, drop, what, model)
+    head_classes = None
+    if info.has_head:
+        head_classes = next(e.shape[0] for e in entries
+                            if e.key == 'decode_head.conv_seg.bias')
     step = reader.get('global_step') if 'global_step' in shapes else None
     meta = dict(
         source=reader.prefix,
-        variant=f'xception_{info.arch}',
+        family=info.family,
+        variant=info.variant,
         segmentor=info.has_head,
-        num_classes=(int(state_dict['decode_head.conv_seg.bias'].shape[0])
-                     if info.has_head else None),
+        config=_short(config),
+        config_num_classes=(model['decode_head'].get('num_classes')
+                            if info.has_head else None),
+        num_classes=head_classes,
         tf_num_classes=info.num_classes,
         global_step=None if step is None else int(step),
         ignored=ignored,
         skipped=list(reader.skipped))
-    return state_dict, meta
+    tmp = f'{out}.tmp'
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    try:
+        with TorchFileWriter(tmp) as writer:
+            state_dict = {}
+            for i, entry in enumerate(entries):
+                state_dict[entry.key] = writer.add_tensor(
+                    read_entry(entry, reader.get))
+                if progress is not None:
+                    progress(i + 1, len(entries))
+            writer.finish(dict(state_dict=state_dict, meta=meta))
+        os.replace(tmp, out)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    meta['num_tensors'] = len(entries)
+    return meta
 
 
-# Number of classes -> dataset part of our config names (mmseg naming).
-DATASET_BY_CLASSES = {
-    21: '4xb4-30k_voc12aug-513x513',
-    19: '4xb2-90k_cityscapes-769x769',
-    150: '4xb4-150k_ade20k-513x513',
-}
+def _short(path: str) -> str:
+    """A config path relative to the working directory when inside it."""
+    rel = osp.relpath(path)
+    return path if rel.startswith('..') else rel
 
 
-def suggest_configs(meta: dict, checkpoint: str) -> List[str]:
-    """Lines telling how to use a converted checkpoint with our configs."""
-    arch = meta['variant'].replace('_', '')
+def map_scope(scope: str,
+              head: str = 'DeepLabV3PlusTFHead',
+              segmentor: bool = True) -> Optional[str]:
+    """Our module path of a TF variable scope, or None if not ours.
+
+    ``'xception_65/entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise'``
+    -> ``'backbone.entry_flow.block2.unit_1.separable_conv2.pointwise_conv'``;
+    ``'aspp0'`` -> ``'decode_head.aspp.0'``.
+    """
+    family = _family(scope + '/')
+    if family is not None:
+        match = family.root.match(scope + '/')
+        found = family.table.to_torch(scope[match.end():])
+        prefix = 'backbone.' if segmentor else ''
+    else:
+        found = nt.HEADS[head].to_torch(scope) if segmentor else None
+        prefix = 'decode_head.'
+    return None if found is None else prefix + found[0]
+
+
+def map_name(tf_name: str,
+             info: CheckpointInfo,
+             segmentor: bool = True) -> Optional[str]:
+    """The ``state_dict`` key of a TF variable of a checkpoint described by
+    ``info``, or None (optimizer slots, classifier, unknown scopes)."""
+    if IGNORED_RE.search(tf_name):
+        return None
+    return _Namer(info, segmentor).key(tf_name)
+
+
+def usage_lines(meta: dict, checkpoint: str,
+                  configs_dir: str = DEFAULT_CONFIGS_DIR) -> List[str]:
+    """Lines telling how to use a converted checkpoint."""
+    config = meta['config']
     if not meta['segmentor']:
         return [
-            'use it as ImageNet initialisation of any xception config, e.g.:',
-            f'  --cfg-options model.backbone.init_cfg.type=Pretrained '
+            f'use it as ImageNet initialisation of {meta["variant"]} '
+            f'configs (e.g. {config}):',
+            '  --cfg-options model.backbone.init_cfg.type=Pretrained '
             f'model.backbone.init_cfg.checkpoint={checkpoint}'
         ]
-    dataset = DATASET_BY_CLASSES.get(meta['num_classes'])
-    if dataset is None:
-        return [f'no config of ours has {meta["num_classes"]} classes: copy '
-                f'configs/deeplabv3plus/deeplabv3plus_{arch}-d16_'
-                f'{DATASET_BY_CLASSES[21]}.py and set num_classes']
-    return [
-        'test it with the matching config (d16: output stride 16 as '
-        'trained; d8: the zoo\'s OS 8 evaluation):',
-    ] + [
-        f'  python tools/test.py configs/deeplabv3plus/deeplabv3plus_{arch}'
-        f'-d{os}_{dataset}.py {checkpoint}' for os in (16, 8)
-    ]
+    options = ''
+    if meta['num_classes'] != meta['config_num_classes']:
+        options = (' --cfg-options model.decode_head.num_classes='
+                   f'{meta["num_classes"]}')
+    configs = [config]
+    other = config.replace('-d16_', '-d8_')
+    if other != config and osp.isfile(other):
+        configs.append(other)
+    lines = ['test it with (d16: output stride 16 as trained; d8: the '
+             'zoo\'s OS 8 evaluation):' if len(configs) > 1 else
+             'test it with:']
+    lines += [f'  python tools/test.py {c} {checkpoint}{options}'
+              for c in configs]
+    return lines

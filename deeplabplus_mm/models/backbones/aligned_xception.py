@@ -3,8 +3,8 @@
 Reference: ``research/deeplab/core/xception.py`` of tensorflow/models, and the
 numerical rules collected in ``shared/tf_deeplab/README.md``. The module tree
 mirrors TensorFlow's variable scopes, so that a TF variable name maps to a
-PyTorch parameter name by a handful of renames (see
-:mod:`deeplabplus_mm.converters.tf_deeplab`)::
+PyTorch parameter name by a handful of renames (the table in
+:mod:`deeplabplus_mm.converters.name_tables`)::
 
     xception_65/entry_flow/conv1_1/weights
         -> entry_flow.conv1_1.conv.weight
@@ -12,7 +12,7 @@ PyTorch parameter name by a handful of renames (see
         -> middle_flow.block1.unit_3.separable_conv2.depthwise_conv.bn.weight
 """
 import contextlib
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,44 +23,8 @@ from mmseg.registry import MODELS
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-
-class BlockSetting(NamedTuple):
-    """One TF ``xception_block``: ``num_units`` identical xception modules."""
-    scope: str  # TF scope, e.g. 'entry_flow/block1'
-    depths: Tuple[int, int, int]  # output channels of the 3 separable convs
-    num_units: int
-    stride: int  # stride of every unit (applied on the 3rd conv + shortcut)
-    skip: str  # 'conv' (1x1 conv + BN), 'sum' (identity) or 'none'
-    act_in_sepconv: bool = False  # ReLU inside (True) or before (False)
-    multi_grid: bool = False  # unit rates come from ``multi_grid``
-
-
-def _entry(index, depth, stride):
-    return BlockSetting(f'entry_flow/block{index}', (depth, ) * 3, 1, stride,
-                        'conv')
-
-
-def _arch(entry, middle_units):
-    return entry + [
-        BlockSetting('middle_flow/block1', (728, ) * 3, middle_units, 1,
-                     'sum'),
-        BlockSetting('exit_flow/block1', (728, 1024, 1024), 1, 2, 'conv'),
-        BlockSetting('exit_flow/block2', (1536, 1536, 2048), 1, 1, 'none',
-                     act_in_sepconv=True, multi_grid=True),
-    ]
-
-
-# xception.xception_41 / xception_65_factory / xception_71_factory.
-ARCH_SETTINGS = {
-    41: _arch([_entry(1, 128, 2), _entry(2, 256, 2), _entry(3, 728, 2)], 8),
-    65: _arch([_entry(1, 128, 2), _entry(2, 256, 2), _entry(3, 728, 2)], 16),
-    71: _arch([_entry(1, 128, 2), _entry(2, 256, 1), _entry(3, 256, 2),
-               _entry(4, 728, 1), _entry(5, 728, 2)], 16),
-}
-# The block whose unit_1 'separable_conv2_pointwise' output (pre-ReLU, stride
-# 4, 256 channels) feeds the decoder (feature_extractor.networks_to_feature_maps).
-LOW_LEVEL_BLOCK = {41: 'entry_flow/block2', 65: 'entry_flow/block2',
-                   71: 'entry_flow/block3'}
+# The architecture as data, shared with the TF checkpoint converter.
+from ...archs.xception import ARCH_SETTINGS, LOW_LEVEL_BLOCK
 
 
 class _KeepNormStats:

@@ -1,0 +1,64 @@
+"""Architectures as data, in pure Python (no torch, no OpenMMLab imports).
+
+The models build their layers from these descriptions, and the TF checkpoint
+converter computes from the very same data which parameters (names and
+shapes) a config's model holds, without building it:
+
+* :mod:`.xception`: aligned Xception-41/65/71 block settings;
+* :mod:`.mobilenet_v2`: MobileNetV2 as TF DeepLab builds it (channel
+  rounding, output stride -> stride and rate per layer);
+* :mod:`.heads`: the DeepLab v3+ head (ASPP, decoder) and the Dense
+  Prediction Cell, as lists of convolutions.
+
+:func:`model_convs` turns a config's ``model`` dict into :class:`ConvSpec`
+records (one per convolution, with its module path) and
+:func:`state_shapes` those into the ``state_dict`` keys and shapes.
+"""
+from typing import Callable, Dict, List, Mapping
+
+from . import heads, mobilenet_v2, xception
+from .layers import ConvSpec, state_shapes
+
+# Registered model type -> its convolutions from the config's arguments.
+BACKBONE_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
+    'AlignedXception': xception.convs,
+    'MobileNetV2TF': mobilenet_v2.convs,
+}
+HEAD_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
+    'DeepLabV3PlusTFHead': heads.aspp_head_convs,
+    'DensePredictionCellHead': heads.dpc_head_convs,
+}
+
+
+def _call(table, cfg, what):
+    cfg = dict(cfg)
+    kind = cfg.pop('type', None)
+    if kind not in table:
+        raise ValueError(f'{what} type {kind!r} has no architecture '
+                         f'description; known: {", ".join(sorted(table))}')
+    return table[kind](**cfg)
+
+
+def model_convs(model: Mapping, backbone_only: bool = False
+                ) -> List[ConvSpec]:
+    """The convolutions of a segmentor config's ``model`` dict, with their
+    ``state_dict`` paths (``backbone.*``, ``decode_head.*``), or of its
+    backbone alone (paths relative to the backbone).
+
+    Raises:
+        ValueError: a backbone or head type that is not described here, or
+            a model with an auxiliary head (TF DeepLab has none).
+    """
+    backbone = _call(BACKBONE_CONVS, model['backbone'], 'backbone')
+    if backbone_only:
+        return backbone
+    if model.get('auxiliary_head'):
+        raise ValueError('models with an auxiliary_head have no TF '
+                         'counterpart')
+    head = _call(HEAD_CONVS, model['decode_head'], 'decode_head')
+    return ([s.with_prefix('backbone.') for s in backbone] +
+            [s.with_prefix('decode_head.') for s in head])
+
+
+__all__ = ['BACKBONE_CONVS', 'ConvSpec', 'HEAD_CONVS', 'model_convs',
+           'state_shapes']

@@ -1,0 +1,240 @@
+"""TF variable scopes <-> our module paths: one table per backbone family and
+per head, as data.
+
+A table is a list of ``(TF scope template, module path template[, kind])``
+rules. ``{field}`` placeholders stand for a regex given with the table and
+are copied verbatim from one side to the other, so every rule works in both
+directions: TF name -> ``state_dict`` key when converting, key -> TF name to
+say which TF variable a parameter expects. The leaf of a variable
+(``weights``, ``depthwise_weights``, ``BatchNorm/gamma``...) maps by
+:data:`NORM_CONV_LEAVES` for an mmcv ``ConvModule`` with BN (kind ``'norm'``,
+the default) and by :data:`PLAIN_CONV_LEAVES` for a plain ``nn.Conv2d`` with
+bias (kind ``'plain'``: mmseg's ``conv_seg``). Depthwise convs are the TF
+scopes that end in ``depthwise``.
+
+Adding a backbone family = a :class:`Family` here + its model and its
+:mod:`deeplabplus_mm.archs` description; a head likewise with a
+:class:`ScopeTable` in :data:`HEADS`.
+"""
+import re
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+# TF leaf -> torch leaf for a ConvModule (conv without bias, then BN).
+NORM_CONV_LEAVES: Dict[str, str] = {
+    'weights': 'conv.weight',
+    'depthwise_weights': 'conv.weight',
+    'BatchNorm/gamma': 'bn.weight',
+    'BatchNorm/beta': 'bn.bias',
+    'BatchNorm/moving_mean': 'bn.running_mean',
+    'BatchNorm/moving_variance': 'bn.running_var',
+}
+# TF leaf -> torch leaf for a plain conv with bias (the logits).
+PLAIN_CONV_LEAVES: Dict[str, str] = {'weights': 'weight', 'biases': 'bias'}
+# torch leaf -> TF leaf; 'weights' is 'depthwise_weights' in a scope that
+# ends in 'depthwise'.
+TORCH_LEAVES = {
+    'norm': {v: k for k, v in NORM_CONV_LEAVES.items()
+             if k != 'depthwise_weights'},
+    'plain': {v: k for k, v in PLAIN_CONV_LEAVES.items()},
+}
+
+
+def _compile(template: str, fields: Dict[str, str]) -> re.Pattern:
+    parts = re.split(r'\{(\w+)\}', template)
+    pattern = ''.join(
+        re.escape(part) if i % 2 == 0 else f'(?P<{part}>{fields[part]})'
+        for i, part in enumerate(parts))
+    return re.compile(pattern + r'\Z')
+
+
+class ScopeTable:
+    """Bidirectional scope rules (see the module docstring).
+
+    Args:
+        rules: ``(tf_template, torch_template)`` or ``(tf_template,
+            torch_template, kind)`` with kind ``'norm'`` or ``'plain'``.
+        fields: placeholder name -> regex of its values.
+    """
+
+    def __init__(self, rules: Sequence[Tuple[str, ...]],
+                 fields: Optional[Dict[str, str]] = None):
+        fields = fields or {}
+        self.rules = []
+        for rule in rules:
+            tf, torch_path = rule[:2]
+            kind = rule[2] if len(rule) > 2 else 'norm'
+            self.rules.append((_compile(tf, fields), tf,
+                               _compile(torch_path, fields), torch_path,
+                               kind))
+
+    def to_torch(self, scope: str) -> Optional[Tuple[str, str]]:
+        """``(module path, kind)`` of a TF scope, or None."""
+        for tf_re, _, _, torch_path, kind in self.rules:
+            match = tf_re.match(scope)
+            if match:
+                return torch_path.format(**match.groupdict()), kind
+        return None
+
+    def to_tf(self, path: str) -> Optional[Tuple[str, str]]:
+        """``(TF scope, kind)`` of a module path, or None."""
+        for _, tf, torch_re, _, kind in self.rules:
+            match = torch_re.match(path)
+            if match:
+                return tf.format(**match.groupdict()), kind
+        return None
+
+
+class Family(NamedTuple):
+    """A backbone family: how to find it in a checkpoint and its table."""
+    name: str  # e.g. 'xception'
+    model_type: str  # our registered backbone
+    root: re.Pattern  # the TF root scope, e.g. xception_65/
+    table: ScopeTable  # scopes below the root
+    ignored: re.Pattern  # classifier parts a DeepLab model does not have
+    # (names -> shapes, root match) -> our backbone's config arguments
+    variant: Callable[[Dict[str, tuple], re.Match], dict]
+    # backbone config arguments -> the TF root scope ('xception_65/')
+    root_of: Callable[[dict], str]
+    # backbone config arguments -> the config name part ('xception65')
+    config_name: Callable[[dict], Optional[str]]
+    # backbone config arguments -> the variant's name ('xception_65')
+    variant_name: Callable[[dict], str]
+
+
+def _xception_variant(shapes, root):
+    return dict(arch=int(root.group('arch')))
+
+
+XCEPTION = Family(
+    name='xception',
+    model_type='AlignedXception',
+    root=re.compile(r'xception_(?P<arch>41|65|71)/'),
+    table=ScopeTable(
+        [('entry_flow/conv1_{k}', 'entry_flow.conv1_{k}'),
+         ('{flow}/block{b}/unit_{u}/xception_module/separable_conv{k}_{part}',
+          '{flow}.block{b}.unit_{u}.separable_conv{k}.{part}_conv'),
+         ('{flow}/block{b}/unit_{u}/xception_module/shortcut',
+          '{flow}.block{b}.unit_{u}.shortcut'),
+         # containers (no variables of their own; for map_scope)
+         ('{flow}/block{b}/unit_{u}', '{flow}.block{b}.unit_{u}')],
+        dict(flow='entry_flow|middle_flow|exit_flow', b=r'\d+', u=r'\d+',
+             k=r'\d+', part='depthwise|pointwise')),
+    # the ImageNet classifier's 1001-way logits
+    ignored=re.compile(r'xception_\d+/logits/'),
+    variant=_xception_variant,
+    root_of=lambda args: f'xception_{args.get("arch", 65)}/',
+    config_name=lambda args: f'xception{args.get("arch", 65)}',
+    variant_name=lambda args: f'xception_{args.get("arch", 65)}')
+
+# Depth multipliers tried when detecting a MobileNetV2 variant.
+MOBILENET_V2_MULTIPLIERS = (1.0, 0.5, 0.75, 0.35, 1.4, 1.3)
+
+
+def _mobilenet_v2_variant(shapes, root):
+    """The depth multiplier whose layers have exactly the checkpoint's
+    shapes (None if no candidate fits)."""
+    from ..archs import mobilenet_v2
+    found = {
+        name[len('MobilenetV2/'):].rpartition('/')[0]: shape
+        for name, shape in shapes.items()
+        if name.endswith('weights') and name.startswith('MobilenetV2/')
+    }
+    for multiplier in MOBILENET_V2_MULTIPLIERS:
+        convs = mobilenet_v2.convs(multiplier)
+        want = {
+            MOBILENET_V2.table.to_tf(c.path)[0]: c.weight_shape()
+            for c in convs
+        }
+        if all(s in found and _torch_from_tf_conv(found[s], s) == shape
+               for s, shape in want.items()):
+            return dict(depth_multiplier=multiplier)
+    return dict(depth_multiplier=None)
+
+
+def _torch_from_tf_conv(shape, scope):
+    if len(shape) != 4:
+        return None
+    kh, kw, cin, cout = shape
+    if scope.endswith('depthwise'):
+        return (cin, cout, kh, kw)
+    return (cout, cin, kh, kw)
+
+
+def _mobilenet_v2_name(args):
+    multiplier = args.get('depth_multiplier', 1.0)
+    names = {1.0: 'mobilenetv2', 0.5: 'mobilenetv2-dm05'}
+    return names.get(multiplier)
+
+
+def _mobilenet_v2_variant_name(args):
+    multiplier = args.get('depth_multiplier', 1.0)
+    return 'mobilenet_v2' + ('' if multiplier == 1.0 else f'_dm{multiplier:g}')
+
+
+MOBILENET_V2 = Family(
+    name='mobilenet_v2',
+    model_type='MobileNetV2TF',
+    root=re.compile(r'MobilenetV2/'),
+    table=ScopeTable([('Conv', 'conv'),
+                      ('expanded_conv{n}/{op}', 'expanded_conv{n}.{op}'),
+                      ('expanded_conv{n}', 'expanded_conv{n}')],
+                     dict(n=r'(?:_\d+)?', op='expand|depthwise|project')),
+    # slim's classifier: the 1280-channel Conv_1 and the logits
+    ignored=re.compile(r'MobilenetV2/(Conv_1|Logits)/'),
+    variant=_mobilenet_v2_variant,
+    root_of=lambda args: 'MobilenetV2/',
+    config_name=_mobilenet_v2_name,
+    variant_name=_mobilenet_v2_variant_name)
+
+FAMILIES: List[Family] = [XCEPTION, MOBILENET_V2]
+
+
+def family_named(name: str) -> Family:
+    return next(f for f in FAMILIES if f.name == name)
+
+# TF DeepLab backbones (feature_extractor.name_scope) and other slim nets we
+# do not convert: root scope regex -> family name for the error message.
+UNSUPPORTED_FAMILIES = [
+    (re.compile(r'resnet_v1_\d+/'), 'resnet_v1 / resnet_v1_beta'),
+    (re.compile(r'pnasnet/'), 'NAS (pnasnet)'),
+    (re.compile(r'hnasnet/'), 'NAS (hnasnet)'),
+    (re.compile(r'MobilenetV3/'), 'mobilenet_v3'),
+    (re.compile(r'MobilenetEdgeTPU/'), 'mobilenet_edgetpu'),
+    (re.compile(r'MobilenetV1/'), 'mobilenet_v1'),
+    (re.compile(r'resnet_v2_\d+/'), 'resnet_v2'),
+    (re.compile(r'Inception\w*/|InceptionResnetV2/'), 'inception'),
+    (re.compile(r'vgg_\d+/'), 'vgg'),
+]
+
+# The decoder and logits, shared by the heads (model.refine_by_decoder:
+# separable decoder convs; dense ones are a slim.repeat of two convs).
+_DECODER_AND_LOGITS = [
+    ('decoder/feature_projection0', 'feature_projection0'),
+    ('decoder/decoder_conv{i}_{part}', 'decoder_conv{i}.{part}_conv'),
+    ('decoder/decoder_conv0/decoder_conv0_1', 'decoder_conv0'),
+    ('decoder/decoder_conv0/decoder_conv0_2', 'decoder_conv1'),
+    ('logits/semantic', 'conv_seg', 'plain'),
+]
+_HEAD_FIELDS = dict(i=r'\d+', part='depthwise|pointwise')
+
+# model.extract_features' ASPP (DeepLabV3PlusTFHead).
+ASPP_HEAD = ScopeTable(
+    [('image_pooling', 'image_pooling'),
+     ('aspp{i}', 'aspp.{i}'),
+     ('aspp{i}_{part}', 'aspp.{i}.{part}_conv'),
+     ('concat_projection', 'concat_projection')] + _DECODER_AND_LOGITS,
+    _HEAD_FIELDS)
+# core/dense_prediction_cell.py (DensePredictionCellHead).
+DPC_HEAD = ScopeTable(
+    [('meta_architecture/branch{i}_{part}', 'branch{i}.{part}_conv'),
+     ('meta_architecture/concat_projection', 'concat_projection')] +
+    _DECODER_AND_LOGITS, _HEAD_FIELDS)
+# our registered head -> its table
+HEADS: Dict[str, ScopeTable] = {
+    'DeepLabV3PlusTFHead': ASPP_HEAD,
+    'DensePredictionCellHead': DPC_HEAD,
+}
+# TF scopes that only the heads have (a checkpoint without them is an
+# ImageNet backbone).
+HEAD_ROOTS = re.compile(r'(image_pooling|aspp\d|concat_projection|decoder|'
+                        r'logits|meta_architecture)(/|_)')
