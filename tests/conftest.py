@@ -82,6 +82,21 @@ def run_tool(*args, cwd=REPO, timeout=600, check=True, env=None):
     return proc
 
 
+def run_script(*args, port, env=None, check=True, timeout=600):
+    """Run ``bash ARGS...`` (a launch script) in the repo like a user, with
+    this interpreter as $PYTHON and ``port`` as the master port."""
+    full_env = dict(os.environ, PYTHON=sys.executable, PORT=str(port),
+                    MASTER_PORT=str(port), PYTHONUNBUFFERED='1')
+    full_env.update(env or {})
+    proc = subprocess.run(['bash', *args], cwd=REPO, env=full_env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args} exited with {proc.returncode}:\n'
+                             f'{proc.stdout[-6000:]}')
+    return proc
+
+
 def tiny_config(tmp_path, data_root, max_iters, val_interval=2,
                 checkpoint_interval=2, deterministic=False):
     """The demo config on ``data_root`` with batch 2, no loader workers and

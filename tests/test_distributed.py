@@ -6,7 +6,6 @@ test.py's metrics."""
 import json
 import os
 import os.path as osp
-import re
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ import pytest
 import torch
 
 import deeplabplus_mm  # noqa: F401  (checkpoints load with weights_only)
-from conftest import REPO, run_tool
+from conftest import REPO, run_script, run_tool
 
 
 def torchrun(nproc, *args, port):
@@ -103,8 +102,8 @@ def _train(tmp_path, root, norm, ranks, float64, port=None, iters=3):
         log = run_tool('tools/train.py', str(cfg), '--work-dir', str(work),
                        env=env).stdout
     else:
-        log = _bash('tools/dist_train.sh', str(cfg), str(ranks),
-                    '--work-dir', str(work), port=port, env=env)
+        log = run_script('tools/dist_train.sh', str(cfg), str(ranks),
+                         '--work-dir', str(work), port=port, env=env).stdout
     return log, [
         torch.load(work / f'iter_{i}.pth')['state_dict']
         for i in range(1, iters + 1)
@@ -205,93 +204,6 @@ def test_cpu_sync_bn_edge_cases(tmp_path):
             assert one['raised'] == one['torch']
 
 
-def _user_config(tmp_path, data_root):
-    """A user's own config: only custom_imports ties it to us; SyncBN."""
-    cfg = tmp_path / 'user_syncbn.py'
-    cfg.write_text(textwrap.dedent(f"""\
-        custom_imports = dict(imports=['deeplabplus_mm'],
-                              allow_failed_imports=False)
-        default_scope = 'mmseg'
-        norm_cfg = dict(type='SyncBN', eps=1e-3, momentum=0.1)
-        model = dict(
-            type='EncoderDecoder',
-            data_preprocessor=dict(type='SegDataPreProcessor',
-                                   mean=[127.5] * 3, std=[127.5] * 3,
-                                   bgr_to_rgb=True, size=(65, 65)),
-            backbone=dict(type='AlignedXception', arch=41,
-                          norm_cfg=norm_cfg),
-            decode_head=dict(type='DeepLabV3PlusTFHead', in_channels=2048,
-                             in_index=1, channels=32, c1_channels=8,
-                             num_classes=21, align_corners=True,
-                             norm_cfg=norm_cfg),
-            test_cfg=dict(mode='whole'))
-        train_pipeline = [dict(type='LoadImageFromFile'),
-                          dict(type='LoadAnnotations'),
-                          dict(type='RandomCrop', crop_size=(65, 65)),
-                          dict(type='PackSegInputs')]
-        test_pipeline = [dict(type='LoadImageFromFile'),
-                         dict(type='LoadAnnotations'),
-                         dict(type='PackSegInputs')]
-        dataset = dict(type='PascalVOCDataset', data_root={data_root!r},
-                       data_prefix=dict(img_path='JPEGImages',
-                                        seg_map_path='SegmentationClass'))
-        train_dataloader = dict(
-            batch_size=2, num_workers=0,
-            sampler=dict(type='InfiniteSampler', shuffle=True),
-            dataset=dict(dataset, ann_file='ImageSets/Segmentation/train.txt',
-                         pipeline=train_pipeline))
-        test_dataloader = dict(
-            batch_size=1, num_workers=0,
-            sampler=dict(type='DefaultSampler', shuffle=False),
-            dataset=dict(dataset, ann_file='ImageSets/Segmentation/val.txt',
-                         pipeline=test_pipeline))
-        test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-        test_cfg = dict(type='TestLoop')
-        optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01))
-        train_cfg = dict(type='IterBasedTrainLoop', max_iters=2)
-        default_hooks = dict(checkpoint=dict(type='CheckpointHook',
-                                             by_epoch=False, interval=2),
-                             logger=dict(type='LoggerHook', interval=1))
-        """))
-    return str(cfg)
-
-
-def _bash(*args, port, env=None):
-    env = dict(PYTHON=sys.executable, PORT=str(port), PYTHONUNBUFFERED='1',
-               **(env or {}))
-    proc = subprocess.run(['bash', *args], cwd=REPO,
-                          env=dict(os.environ, **env),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    return proc.stdout
-
-
-def test_dist_train_and_test_scripts_on_cpu(tmp_path, synth_voc):
-    """dist_train.sh trains a custom_imports-only SyncBN config on a CPU
-    torch; dist_test.sh reports the metrics tools/test.py reports."""
-    assert not torch.cuda.is_available() or pytest.skip('CPU-only check')
-    cfg = _user_config(tmp_path, synth_voc)
-    work = tmp_path / 'work'
-    log = _bash('tools/dist_train.sh', cfg, '2', '--work-dir', str(work),
-                port=29613)
-    assert "model_wrapper_cfg = dict(type='CPUDistributedDataParallel')" in log
-    assert 'Saving checkpoint at 2 iterations' in log
-    ckpt = str(work / 'iter_2.pth')
-    assert osp.isfile(ckpt)
-    single = run_tool('tools/test.py', cfg, ckpt, '--work-dir',
-                      str(tmp_path / 't1')).stdout
-    multi = _bash('tools/dist_test.sh', cfg, ckpt, '2', '--work-dir',
-                  str(tmp_path / 't2'), port=29614)
-
-    def metrics(text):
-        found = re.findall(r'aAcc: (\S+)\s+mIoU: (\S+)\s+mAcc: (\S+)', text)
-        assert found, text[-3000:]
-        return found[-1]
-
-    assert metrics(single) == metrics(multi)
-
-
 def test_finish_launcher_keeps_buffered_output(tmp_path):
     """finish_launcher ends both gloo ranks with status 0 through os._exit
     without losing what a log handler still buffers (fails without its
@@ -326,3 +238,43 @@ def test_finish_launcher_keeps_buffered_output(tmp_path):
         assert (tmp_path / f'log.{rank}').read_text() == \
             f'rank {rank} logged\n'
     assert 'not reached' not in proc.stdout
+
+
+def test_run_main_ends_a_failed_gloo_rank_at_once(tmp_path):
+    """run_main: when main() raises under a gloo group, the rank prints its
+    traceback and leaves with status 1 through os._exit (no barrier, no
+    atexit, no gloo teardown), even while the other rank is still busy;
+    SystemExit keeps its code; without a group exceptions propagate."""
+    script = tmp_path / 'fail.py'
+    script.write_text(textwrap.dedent("""\
+        import atexit, sys, time
+        import torch.distributed as dist
+        from deeplabplus_mm.engine import run_main
+        def plain():
+            raise KeyError('no group yet')
+        try:
+            run_main(plain)
+        except KeyError:
+            print('propagated')
+        atexit.register(lambda: print('atexit ran'))
+        def main():
+            dist.init_process_group('gloo')
+            if dist.get_rank() == 0:
+                raise RuntimeError('boom on rank 0')
+            time.sleep(3)  # still working when rank 0 fails
+            sys.exit(3)
+        run_main(main)
+        """))
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         '--master_port=29631', str(script)],
+        cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=300)
+    out = proc.stdout
+    assert proc.returncode != 0
+    assert out.count('propagated') == 2
+    assert 'RuntimeError: boom on rank 0' in out and 'Traceback' in out
+    assert 'atexit ran' not in out, out[-3000:]
+    assert 'exitcode  : 1' in out, out[-3000:]
+    assert 'SIGABRT' not in out and 'terminate called' not in out

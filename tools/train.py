@@ -13,7 +13,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import deeplabplus_mm  # noqa: F401  (registers modules, safe checkpoints)
-from deeplabplus_mm.engine import finish_launcher, setup_launcher
+from deeplabplus_mm.engine import run_main, setup_launcher
 
 
 def parse_args():
@@ -84,5 +84,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
-    finish_launcher()  # gloo runs: leave together, skip the teardown
+    run_main(main)  # gloo runs end without the teardown, failed ones too

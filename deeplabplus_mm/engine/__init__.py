@@ -1,12 +1,12 @@
 from .checkpoint import register_safe_checkpoints
 from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (CPUDistributedDataParallel, CPUSyncBatchNorm,
-                          finish_launcher, setup_launcher)
+                          finish_launcher, run_main, setup_launcher)
 from .fast_inference_hook import FastInferenceHook
 from .random_state_hook import RandomStateHook
 
 __all__ = [
     'CPUAmpOptimWrapper', 'CPUDistributedDataParallel', 'CPUSyncBatchNorm',
     'FastInferenceHook', 'RandomStateHook', 'finish_launcher',
-    'register_safe_checkpoints', 'setup_launcher'
+    'register_safe_checkpoints', 'run_main', 'setup_launcher'
 ]

@@ -15,8 +15,10 @@ teardown, which aborts now and then in torch 2.13.
 import gc
 import logging
 import os
+import subprocess
 import sys
-from typing import List
+import traceback
+from typing import Callable, List
 
 import torch
 import torch.distributed as dist
@@ -204,20 +206,63 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
             **kwargs)
 
 
+# Launcher -> environment variables holding (rank, world size, local rank).
+_RANK_ENV = dict(
+    pytorch=('RANK', 'WORLD_SIZE', 'LOCAL_RANK'),
+    slurm=('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_LOCALID'),
+    mpi=('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE',
+         'OMPI_COMM_WORLD_LOCAL_RANK'))
+
+
+def _cpu_process_group_env(launcher: str) -> None:
+    """Set what ``init_process_group(init_method='env://')`` reads (RANK,
+    WORLD_SIZE, MASTER_ADDR, MASTER_PORT; and LOCAL_RANK) from the
+    launcher's own variables, as mmengine's ``init_dist`` does, minus its
+    CUDA calls. Slurm's master is the first host of ``SLURM_NODELIST``
+    (``scontrol show hostname``) unless MASTER_ADDR is set."""
+    names = _RANK_ENV[launcher]
+    missing = [n for n in names[:2] if n not in os.environ]
+    if missing:
+        raise RuntimeError(
+            f'--launcher {launcher} needs {" and ".join(missing)} in the '
+            'environment (set by ' +
+            dict(pytorch='torchrun / tools/dist_train.sh',
+                 slurm='srun / tools/slurm_train.sh',
+                 mpi='mpirun')[launcher] + ')')
+    os.environ['RANK'] = os.environ[names[0]]
+    os.environ['WORLD_SIZE'] = os.environ[names[1]]
+    os.environ['LOCAL_RANK'] = os.environ.get(names[2], '0')
+    os.environ.setdefault('MASTER_PORT', '29500')
+    if 'MASTER_ADDR' not in os.environ:
+        if launcher != 'slurm':
+            raise RuntimeError(f'--launcher {launcher} needs MASTER_ADDR')
+        nodes = os.environ.get('SLURM_NODELIST', '')
+        proc = subprocess.run(['scontrol', 'show', 'hostname', nodes],
+                              capture_output=True, text=True)
+        hosts = proc.stdout.split()
+        if proc.returncode != 0 or not hosts:
+            raise RuntimeError('cannot find the master host of SLURM_NODELIST='
+                               f'{nodes!r} with scontrol: set MASTER_ADDR')
+        os.environ['MASTER_ADDR'] = hosts[0]
+
+
 def setup_launcher(cfg) -> None:
     """Make ``cfg`` run under its launcher on this machine.
 
-    With ``launcher='pytorch'`` and no CUDA, start the gloo process group
-    (mmengine would call ``torch.cuda.set_device`` first) and use
-    :class:`CPUDistributedDataParallel` unless the config names a wrapper.
-    Nothing changes for GPU or non-distributed runs.
+    With a distributed launcher (``pytorch``: torchrun; ``slurm``: srun;
+    ``mpi``) and no CUDA, start the gloo process group from the launcher's
+    environment (mmengine's ``init_dist`` would call ``torch.cuda`` first)
+    and use :class:`CPUDistributedDataParallel` unless the config names a
+    wrapper. Nothing changes for GPU or non-distributed runs.
     """
-    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+    launcher = cfg.get('launcher', 'none')
+    if launcher == 'none' or torch.cuda.is_available():
         return
     env_cfg = cfg.setdefault('env_cfg', {})
     dist_cfg = env_cfg.setdefault('dist_cfg', {})
     dist_cfg['backend'] = 'gloo'
     if not dist.is_initialized():
+        _cpu_process_group_env(launcher)
         dist.init_process_group(
             backend='gloo',
             rank=int(os.environ['RANK']),
@@ -226,12 +271,24 @@ def setup_launcher(cfg) -> None:
         cfg.model_wrapper_cfg = dict(type='CPUDistributedDataParallel')
 
 
+def _gloo_group() -> bool:
+    return (dist.is_available() and dist.is_initialized()
+            and dist.get_backend() == 'gloo')
+
+
+def _flush_and_exit(code: int) -> None:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def finish_launcher() -> None:
     """End a gloo (CPU) distributed run: the ranks leave together, then each
     process exits at once, without tearing the process group down.
 
     Call it last, after the runner is finished and released (the tools call
-    it after their ``main()`` returns). torch 2.13's gloo teardown at the end
+    it through :func:`run_main`). torch 2.13's gloo teardown at the end
     of a process is unreliable: measured with two ranks through torchrun (DDP
     steps and ``all_gather_object``, then the end of the script), rank 0
     aborted with "terminate called without an active exception" (SIGABRT) in
@@ -246,13 +303,31 @@ def finish_launcher() -> None:
     Does nothing unless a gloo process group is initialised: single-process
     runs and GPU (NCCL) runs end as mmengine's do.
     """
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    if dist.get_backend() != 'gloo':
+    if not _gloo_group():
         return
     gc.collect()
     dist.barrier()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    _flush_and_exit(0)
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a tool's ``main()`` and end gloo runs cleanly, failed ones too.
+
+    On success, :func:`finish_launcher`. When ``main()`` raises inside a
+    gloo process group, this rank prints its traceback and exits at once
+    with status 1 (or the ``SystemExit`` code), without a barrier (the
+    other ranks may never reach one: torchrun / srun stop them when one
+    rank fails) and without the gloo teardown, which would abort (SIGABRT)
+    or hang now and then, hiding the run's own error. Outside a gloo group
+    exceptions propagate as usual.
+    """
+    try:
+        main()
+    except BaseException as e:
+        if not _gloo_group():
+            raise
+        code = e.code if isinstance(e, SystemExit) else 1
+        if not isinstance(e, SystemExit):
+            traceback.print_exc()
+        _flush_and_exit(code if isinstance(code, int) else 1)
+    finish_launcher()
