@@ -12,7 +12,9 @@
 # Evaluation: original resolution, no resize (as TF evaluates).
 # LoadVOCAnnotations (deeplabplus_mm) is mmseg's LoadAnnotations plus checks:
 # single-channel PNG, same size as the image, labels 0..20 or 255.
-dataset_type = 'PascalVOCDataset'
+# Our checked VOC-layout class (PascalVOCAugDataset reads VOC's own splits
+# too): start-up file checks, and has_labels=False for the test split.
+dataset_type = 'PascalVOCAugDataset'
 data_root = 'data/VOCdevkit/VOC2012'
 crop_size = (513, 513)
 scale_factors = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
