@@ -119,22 +119,27 @@ def run_script(*args, port, env=None, check=True, timeout=600):
 
 
 def tiny_config(tmp_path, data_root, max_iters, val_interval=2,
-                checkpoint_interval=2, deterministic=False):
-    """The demo config on ``data_root`` with batch 2, no loader workers and
-    a ``max_iters`` schedule; returns its path (a user's config file)."""
-    cfg = tmp_path / f'tiny_{max_iters}.py'
+                checkpoint_interval=2, deterministic=False, workers=0,
+                schedule_iters=None):
+    """The demo config on ``data_root`` with batch 2, ``workers`` training
+    loader workers (persistent, as our configs have them, when > 0),
+    ``max_iters`` iterations and a poly LR schedule over ``schedule_iters``
+    (default ``max_iters``); returns its path (a user's config file)."""
+    cfg = tmp_path / f'tiny_{max_iters}_w{workers}.py'
     cfg.write_text(textwrap.dedent(f"""\
         _base_ = [{DEMO_CONFIG!r}]
         data_root = {data_root!r}
         train_dataloader = dict(
-            batch_size=2, num_workers=0, persistent_workers=False,
+            batch_size=2, num_workers={workers},
+            persistent_workers={workers > 0},
             dataset=dict(data_root=data_root))
         val_dataloader = dict(
             num_workers=0, persistent_workers=False,
             dataset=dict(data_root=data_root))
         test_dataloader = val_dataloader
         param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0,
-                                begin=0, end={max_iters}, by_epoch=False)]
+                                begin=0, end={schedule_iters or max_iters},
+                                by_epoch=False)]
         train_cfg = dict(max_iters={max_iters}, val_interval={val_interval})
         default_hooks = dict(
             logger=dict(interval=1),

@@ -18,21 +18,34 @@ def miou(output):
 
 
 def test_train_resume_test_tta(tmp_path, synth_voc):
+    """train.py, --resume from the saved iteration with the saved state
+    (bit-identical to an uninterrupted run, with 2 persistent loader
+    workers as the configs use and a validation at the checkpoint's
+    iteration), test.py with and without --tta."""
+    # one LR schedule over 4 iterations, stopped after 2, then resumed
+    cfg2, cfg4 = (tiny_config(tmp_path, synth_voc, n, deterministic=True,
+                              workers=2, schedule_iters=4) for n in (2, 4))
     work_dir = str(tmp_path / 'work')
-    out = run_tool('tools/train.py', tiny_config(tmp_path, synth_voc, 2),
-                   '--work-dir', work_dir).stdout
+    out = run_tool('tools/train.py', cfg2, '--work-dir', work_dir).stdout
     assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
     assert 0 <= miou(out) <= 100
     # --resume picks up iter_2.pth and continues to a higher iteration.
-    out = run_tool('tools/train.py', tiny_config(tmp_path, synth_voc, 4),
-                   '--work-dir', work_dir, '--resume').stdout
+    out = run_tool('tools/train.py', cfg4, '--work-dir', work_dir,
+                   '--resume').stdout
     assert 'resumed epoch: 0, iter: 2' in out, out[-3000:]
     assert re.search(r'Iter\(train\) \[3/4\]', out)
-    assert osp.isfile(osp.join(work_dir, 'iter_4.pth'))
+    assert not re.search(r'Iter\(train\) \[[12]/4\]', out)
     ckpt = torch.load(osp.join(work_dir, 'iter_4.pth'))  # weights_only
     assert ckpt['meta']['iter'] == 4
+    # the same 4 iterations without the interruption: the same weights
+    ref_dir = str(tmp_path / 'uninterrupted')
+    run_tool('tools/train.py', cfg4, '--work-dir', ref_dir)
+    ref = torch.load(osp.join(ref_dir, 'iter_4.pth'))['state_dict']
+    differing = [k for k in ref if not torch.equal(ref[k],
+                                                   ckpt['state_dict'][k])]
+    assert not differing, differing[:5]
     for extra in ([], ['--tta']):
-        out = run_tool('tools/test.py', tiny_config(tmp_path, synth_voc, 4),
+        out = run_tool('tools/test.py', cfg4,
                        osp.join(work_dir, 'iter_4.pth'), '--work-dir',
                        work_dir, *extra).stdout
         assert 0 <= miou(out) <= 100
