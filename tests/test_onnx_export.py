@@ -15,6 +15,9 @@ import torch
 from mmengine.config import Config
 
 from conftest import DEMO_CONFIG, REPO, build_model, run_tool
+
+# One torch thread in the tools (see ``one_thread``).
+ONE_THREAD = dict(OMP_NUM_THREADS='1')
 from test_fuse_and_benchmarks import randomize_norms_
 from test_tf_parity import (ZOO_CONFIG, assert_close_to_tf,  # noqa: F401
                             load_case, tf_variables, zoo_model)
@@ -73,7 +76,7 @@ def test_static_export_matches_tensorflow_129(tf_refs, zoo_checkpoint,
     compares it with PyTorch) and written with standard operators only."""
     out = tmp_path / 'x65_129.onnx'
     log = run_tool(EXPORT, ZOO_CONFIG, zoo_checkpoint, str(out), '--shape',
-                   '129', '129', '--simplify-check').stdout
+                   '129', '129', '--simplify-check', env=ONE_THREAD).stdout
     assert f'wrote {out}' in log
     assert 'check 129x129: ONNX Runtime vs PyTorch max |diff|' in log
     model, meta = metadata(out)
@@ -104,7 +107,7 @@ def test_dynamic_export_matches_tensorflow_at_other_sizes(
     the image pooling's broadcast and every resize follow the input."""
     out = tmp_path / 'x65_dynamic.onnx'
     run_tool(EXPORT, ZOO_CONFIG, zoo_checkpoint, str(out), '--shape', '97',
-             '113', '--dynamic', '--fuse-conv-bn', '--argmax')
+             '113', '--dynamic', '--fuse-conv-bn', '--argmax', env=ONE_THREAD)
     model, meta = metadata(out)
     assert meta['traced_shape'] == [97, 113] and meta['dynamic']
     ops = {n.op_type for n in model.graph.node}
@@ -164,7 +167,12 @@ def test_export_variants_match_pytorch(tmp_path, config, arch,
     if output_stride:
         assert model.backbone.output_stride == output_stride
     reference = copy.deepcopy(model)
-    prepare_for_inference(model, fuse=True)  # (also: faster export)
+    # BN folded (also: a faster export); ResNet's plain conv/BN pairs by
+    # mmcv, as tools/benchmarks/model.py does
+    if config == R101_D8:
+        from mmcv.cnn import fuse_conv_bn as mmcv_fuse
+        mmcv_fuse(model.backbone)
+    prepare_for_inference(model, fuse=True)
     out = tmp_path / 'variant.onnx'
     meta = export_onnx(DeployableSegmentor(model, argmax=True), str(out),
                        (65, 65), dynamic, opset)
@@ -203,7 +211,7 @@ def test_checkpoint_that_does_not_fit_names_keys(tmp_path, demo_checkpoint):
     out = tmp_path / 'out.onnx'
     # xception41 weights for the xception65 config
     proc = run_tool(EXPORT, ZOO_CONFIG, demo_checkpoint, str(out),
-                    check=False)
+                    check=False, env=ONE_THREAD)
     assert proc.returncode != 0
     error = proc.stdout.strip().splitlines()[-1]
     assert error.startswith(f'error: {demo_checkpoint} does not fit')
@@ -228,7 +236,7 @@ def test_unwritable_output_and_bad_opset(tmp_path, demo_checkpoint):
     blocker.write_text('x')
     out = blocker / 'model.onnx'
     proc = run_tool(EXPORT, DEMO_CONFIG, demo_checkpoint, str(out),
-                    check=False)
+                    check=False, env=ONE_THREAD)
     assert proc.returncode != 0
     assert f'error: {out}: cannot write there' in proc.stdout
     with pytest.raises(OSError, match=f'{tmp_path}: is a folder'):
@@ -286,6 +294,7 @@ except ImportError as e:
     print('ImportError:', e)
 """
     proc = subprocess.run([sys.executable, '-c', code], cwd=REPO,
+                          env=dict(os.environ, **ONE_THREAD),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]

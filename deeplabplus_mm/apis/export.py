@@ -489,19 +489,15 @@ def _dynamo_export(model, shape, dynamic, opset, outputs):
     translation and optimiser. Returns the ModelProto."""
     from torch.export import Dim
 
-    # Batch 2 when dynamic: torch.export specialises axes of size 1. The
-    # exporter raises the minimum sizes itself where the network needs it
-    # (features of at least 2x2); the graph still runs below them.
+    # Batch 2 when dynamic: torch.export specialises axes of size 1.
+    # Dim.AUTO lets torch.export find the valid ranges itself (the network
+    # needs features of at least 2x2 where it traces; the graph still runs
+    # below that) in one pass; named Dims with too low a minimum make the
+    # exporter trace twice. The axes are named afterwards.
     example = torch.zeros(2 if dynamic else 1, 3, *shape)
     dynamic_shapes = None
     if dynamic:
-        dynamic_shapes = {
-            'image': {
-                0: Dim('batch', min=1),
-                2: Dim('height', min=2),
-                3: Dim('width', min=2)
-            }
-        }
+        dynamic_shapes = {'image': {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}}
     kwargs = dict(
         input_names=[INPUT_NAME],
         output_names=outputs,
@@ -512,7 +508,38 @@ def _dynamo_export(model, shape, dynamic, opset, outputs):
     if opset is not None:
         kwargs['opset_version'] = opset
     program = torch.onnx.export(model, (example, ), None, **kwargs)
-    return program.model_proto
+    proto = program.model_proto
+    if dynamic:
+        _name_dynamic_axes(proto)
+    return proto
+
+
+def _name_dynamic_axes(proto) -> None:
+    """Name the input's symbolic axes batch / height / width everywhere
+    (torch.export calls them s0, s1...).
+
+    Raises:
+        ValueError: An axis came out fixed: the network specialised the
+            input size while being traced.
+    """
+    import re
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    names = {}
+    for axis, name in ((0, 'batch'), (2, 'height'), (3, 'width')):
+        symbol = dims[axis].dim_param
+        if not symbol:
+            raise ValueError(
+                f'the {name} axis came out fixed ({dims[axis].dim_value}): '
+                'the network specialises its input size; export without '
+                '--dynamic')
+        names[symbol] = name
+    pattern = re.compile(r'\b(' + '|'.join(map(re.escape, names)) + r')\b')
+    for info in (*proto.graph.input, *proto.graph.output,
+                 *proto.graph.value_info):
+        for dim in info.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = pattern.sub(lambda m: names[m.group(1)],
+                                            dim.dim_param)
 
 
 def _torchscript_export(model, path, shape, dynamic, opset, outputs):
