@@ -300,3 +300,19 @@ except ImportError as e:
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'ImportError: --onnx needs onnxruntime: pip install -r ' \
         'requirements/onnx.txt' in proc.stdout
+
+
+def test_benchmark_deploy_quick():
+    """tools/benchmarks/deploy.py runs and prints its table and summary
+    (not timed here)."""
+    out = run_tool('tools/benchmarks/deploy.py', '--quick', '--case',
+                   'xception41-d16', '--size', '65', '--warmup', '0',
+                   '--repeats', '1', '--patience', '0', '--threads', '1',
+                   timeout=300, env=ONE_THREAD).stdout
+    rows = [ln.split('|')[1].strip() for ln in out.splitlines()
+            if ln.startswith('| pytorch') or ln.startswith('| onnxruntime')]
+    assert rows == ['pytorch base', 'pytorch fuse+cl', 'onnxruntime']
+    assert 'SUMMARY: xception41-d16 65x65, s/image: pytorch base ' in out
+    assert 'ONNX Runtime / fastest PyTorch (pytorch ' in out
+    assert 'ONNX Runtime vs PyTorch logits: max |diff| ' in out
+    assert 'machine: ' in out and 'FAILED' not in out

@@ -77,7 +77,8 @@ def load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'{checkpoint}: no such checkpoint file')
     try:
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+        ckpt = _load_checkpoint(checkpoint, map_location='cpu',
+                                logger='silent')
     except Exception as e:
         raise ValueError(f'{checkpoint}: not a readable checkpoint '
                          f'({type(e).__name__}: {e})') from None

@@ -179,12 +179,11 @@ def report(args, res):
     faster = 'ONNX Runtime' if ratio < 1 else f'PyTorch ({torch_best})'
     verdict = 'met' if ratio <= GOAL else 'not met'
     print()
-    print(f'SUMMARY: {args.case} {args.size}x{args.size}: onnxruntime '
-          f'{per_image["onnxruntime"]:.3f} s/image, {torch_best} '
-          f'{per_image[torch_best]:.3f}, pytorch base '
-          f'{per_image["pytorch base"]:.3f}; ONNX Runtime / fastest PyTorch '
-          f'= {ratio:.2f} (goal <= {GOAL}: {verdict}); faster: {faster}; '
-          f'load average now {common.load_average():.2f}')
+    times = ', '.join(f'{v} {per_image[v]:.3f}' for v in VARIANTS)
+    print(f'SUMMARY: {args.case} {args.size}x{args.size}, s/image: {times}; '
+          f'ONNX Runtime / fastest PyTorch ({torch_best}) = {ratio:.2f} '
+          f'(goal <= {GOAL}: {verdict}); faster: {faster}; load average '
+          f'now {common.load_average():.2f}')
 
 
 if __name__ == '__main__':
