@@ -58,16 +58,16 @@ def main():
     if not images and not videos:
         sys.exit('error: no images or videos found in ' +
                  ' '.join(args.inputs))
-    if args.onnx:
-        from deeplabplus_mm.apis import OnnxSegmenter
-        try:
+    try:
+        if args.onnx:
+            from deeplabplus_mm.apis import OnnxSegmenter
             segmenter = OnnxSegmenter(args.config, args.onnx, args.tta)
-        except (ImportError, OSError, ValueError) as e:
-            sys.exit(f'error: {e}')
-    else:
-        segmenter = Segmenter(args.config, args.checkpoint, args.device,
-                              args.tta, fuse_conv_bn=args.fuse_conv_bn,
-                              channels_last=args.channels_last)
+        else:
+            segmenter = Segmenter(args.config, args.checkpoint, args.device,
+                                  args.tta, fuse_conv_bn=args.fuse_conv_bn,
+                                  channels_last=args.channels_last)
+    except (ImportError, OSError, ValueError) as e:
+        sys.exit(f'error: {e}')
     os.makedirs(args.out_dir, exist_ok=True)
     failed = segment_images(segmenter, images, args.out_dir)
     failed += segment_videos(segmenter, videos, args.out_dir,
