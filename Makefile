@@ -23,6 +23,7 @@ $(STAMP): $(REQS)
 		-r requirements/mmcv.txt
 	$(PIP) install --no-deps -r requirements/openmmlab.txt
 	$(PIP) install --no-deps --no-build-isolation -e .
+	$(PIP) install -r requirements/onnx.txt
 	$(PY) -c "import mmcv.ops, mmseg.utils, deeplabplus_mm"
 	touch $(STAMP)
 

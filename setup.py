@@ -34,6 +34,10 @@ setup(
         'pycocotools',
         'scipy',
     ],
-    extras_require={'tests': ['pytest']},
+    extras_require={
+        'tests': ['pytest'],
+        # ONNX export and ONNX Runtime inference (requirements/onnx.txt)
+        'onnx': ['onnx', 'onnxscript', 'onnxruntime'],
+    },
     zip_safe=False,
 )

@@ -1,27 +1,31 @@
-"""Segment your own images.
+"""Segment your own images and videos.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--tta]
                           [--device cpu|cuda] [--fuse-conv-bn]
-                          [--channels-last]
+                          [--channels-last] [--frame-masks]
+                          [--onnx MODEL.onnx]
 
-INPUT: image files and/or folders (searched recursively for .jpg, .jpeg,
-.png, .bmp, .tif, .tiff, .webp). For each image, writes ``<stem>.png`` (a
+INPUT: image and video files and/or folders (searched recursively for .jpg,
+.jpeg, .png, .bmp, .tif, .tiff, .webp images and .mp4, .avi, .mov, .mkv,
+.webm, ... videos; a file named directly that is not an image is read as a
+video: anything OpenCV decodes). For each image, writes ``<stem>.png`` (a
 palette mask with the dataset's palette, VOC's for VOC-class models) and
-``<stem>_overlay.jpg`` under --out-dir. Unreadable images are reported by
-name and skipped; the exit status is 1 if any failed.
+``<stem>_overlay.jpg`` under --out-dir; for each video, frame by frame
+(streamed), ``<stem>_overlay.mp4`` and with --frame-masks
+``<stem>_masks/000000.png``... Unreadable inputs are reported by name and
+skipped; the exit status is 1 if any failed.
+
+--onnx MODEL.onnx runs the network exported by
+tools/deployment/export_onnx.py from this config in ONNX Runtime instead of
+PyTorch (same pipeline, padding and post-processing; CHECKPOINT is then not
+loaded: pass the one it was exported from, or -).
 """
 import argparse
 import os
-import os.path as osp
 import sys
 
-import cv2
-from mmengine.utils import ProgressBar
-
-from deeplabplus_mm.apis import Segmenter
-from deeplabplus_mm.visualization import overlay, save_palette_mask, write_image
-
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+from deeplabplus_mm.apis import Segmenter, list_media
+from deeplabplus_mm.apis.batch import segment_images, segment_videos
 
 
 def parse_args():
@@ -38,48 +42,36 @@ def parse_args():
                         help='fold BatchNorm into the convs (faster)')
     parser.add_argument('--channels-last', action='store_true',
                         help='channels_last convs (faster on CPU)')
+    parser.add_argument('--frame-masks', action='store_true',
+                        help='videos: also write a palette mask per frame')
+    parser.add_argument('--onnx', metavar='MODEL.onnx',
+                        help='run this exported model in ONNX Runtime '
+                        '(CPU) instead of PyTorch')
     return parser.parse_args()
-
-
-def list_images(inputs):
-    images = []
-    for item in inputs:
-        if osp.isdir(item):
-            for root, _, files in os.walk(item):
-                images += [osp.join(root, f) for f in sorted(files)
-                           if f.lower().endswith(IMAGE_EXTS)]
-        elif osp.isfile(item):
-            images.append(item)
-        else:
-            sys.exit(f'error: {item}: no such file or folder')
-    return images
 
 
 def main():
     args = parse_args()
-    images = list_images(args.inputs)
-    if not images:
-        sys.exit('error: no images found in ' + ' '.join(args.inputs))
-    segmenter = Segmenter(args.config, args.checkpoint, args.device,
-                          args.tta, fuse_conv_bn=args.fuse_conv_bn,
-                          channels_last=args.channels_last)
+    images, videos, missing = list_media(args.inputs)
+    if missing:
+        sys.exit(f'error: {missing[0]}: no such file or folder')
+    if not images and not videos:
+        sys.exit('error: no images or videos found in ' +
+                 ' '.join(args.inputs))
+    try:
+        if args.onnx:
+            from deeplabplus_mm.apis import OnnxSegmenter
+            segmenter = OnnxSegmenter(args.config, args.onnx, args.tta)
+        else:
+            segmenter = Segmenter(args.config, args.checkpoint, args.device,
+                                  args.tta, fuse_conv_bn=args.fuse_conv_bn,
+                                  channels_last=args.channels_last)
+    except (ImportError, OSError, ValueError) as e:
+        sys.exit(f'error: {e}')
     os.makedirs(args.out_dir, exist_ok=True)
-    failed = []
-    progress = ProgressBar(len(images))
-    for path in images:
-        stem = osp.splitext(osp.basename(path))[0]
-        try:
-            label = segmenter(path)
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            save_palette_mask(osp.join(args.out_dir, stem + '.png'), label,
-                              segmenter.palette)
-            write_image(osp.join(args.out_dir, stem + '_overlay.jpg'),
-                        overlay(image, label, segmenter.palette))
-        except Exception as e:  # report by name, go on with the others
-            failed.append((path, f'{type(e).__name__}: {e}'))
-        progress.update()
-    print(f'\n{len(images) - len(failed)} of {len(images)} images '
-          f'segmented -> {args.out_dir}')
+    failed = segment_images(segmenter, images, args.out_dir)
+    failed += segment_videos(segmenter, videos, args.out_dir,
+                             args.frame_masks)
     for path, why in failed:
         print(f'failed: {path}: {why}', file=sys.stderr)
     sys.exit(1 if failed else 0)

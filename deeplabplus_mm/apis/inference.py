@@ -1,12 +1,14 @@
 """Segment images with a trained or converted checkpoint.
 
-Used by ``tools/infer.py`` and ``make demo``; works with checkpoints of
-``tools/train.py`` and of ``tools/convert_tf_checkpoint.py`` (plain
-``state_dict`` + ``meta``), with or without the config's test-time
-augmentation.
+Used by ``tools/infer.py``, ``tools/deployment/export_onnx.py`` and ``make
+demo``; works with checkpoints of ``tools/train.py`` and of
+``tools/convert_tf_checkpoint.py`` (plain ``state_dict`` + ``meta``), with or
+without the config's test-time augmentation. Images are files or BGR arrays
+(video frames).
 """
 import copy
-from typing import List, Tuple, Union
+import os.path as osp
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -35,6 +37,119 @@ def _without_annotations(pipeline):
     return out
 
 
+def _from_array(pipeline):
+    """The same pipeline for images given as arrays: its first step (the
+    file loader) becomes mmseg's ``LoadImageFromNDArray``."""
+    pipeline = copy.deepcopy(pipeline)
+    if not pipeline or 'LoadImage' not in pipeline[0].get('type', ''):
+        raise ValueError('the test pipeline does not start by loading the '
+                         'image; cannot feed it arrays')
+    pipeline[0] = dict(type='LoadImageFromNDArray')
+    return pipeline
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose parameters do not fit the model of the config."""
+
+
+def _preview(keys: List[str], count: int = 3) -> str:
+    more = f', ... ({len(keys)} in all)' if len(keys) > count else ''
+    return ', '.join(keys[:count]) + more
+
+
+def load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
+    """Load ``checkpoint`` into ``model``; every parameter and buffer must be
+    filled, with the same shape, and nothing be left over.
+
+    A ``'module.'`` prefix (DDP) is dropped, as mmengine does.
+
+    Returns:
+        dict: The checkpoint's ``meta`` (empty when it has none).
+
+    Raises:
+        FileNotFoundError: ``checkpoint`` does not exist.
+        ValueError: It cannot be read as a checkpoint.
+        CheckpointMismatchError: Its keys or shapes do not fit ``model``;
+            the message names the first missing, unexpected and mismatched
+            keys.
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'{checkpoint}: no such checkpoint file')
+    try:
+        ckpt = _load_checkpoint(checkpoint, map_location='cpu',
+                                logger='silent')
+    except Exception as e:
+        raise ValueError(f'{checkpoint}: not a readable checkpoint '
+                         f'({type(e).__name__}: {e})') from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'{checkpoint}: not a checkpoint (holds a '
+                         f'{type(ckpt).__name__}, not a dict)')
+    state = ckpt.get('state_dict', ckpt)
+    state = {(k[len('module.'):] if k.startswith('module.') else k): v
+             for k, v in state.items() if isinstance(v, torch.Tensor)}
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f'{k} (checkpoint {list(state[k].shape)}, model '
+        f'{list(own[k].shape)})' for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f'{len(missing)} missing keys: {_preview(missing)}')
+    if unexpected:
+        problems.append(f'{len(unexpected)} unexpected keys: '
+                        f'{_preview(unexpected)}')
+    if shapes:
+        problems.append(f'{len(shapes)} shape mismatches: {_preview(shapes)}')
+    if problems:
+        raise CheckpointMismatchError(
+            f'{checkpoint} does not fit the model of the config: '
+            + '; '.join(problems))
+    model.load_state_dict(state, strict=True)
+    meta = ckpt.get('meta')
+    return meta if isinstance(meta, dict) else {}
+
+
+def load_config(config: Union[str, Config]) -> Config:
+    """A config file (or Config) with our and mmseg's modules registered and
+    mmseg's default scope set."""
+    import deeplabplus_mm  # noqa: F401  (registers our modules)
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    return cfg
+
+
+def build_segmentor(cfg: Config, checkpoint: str):
+    """The config's segmentor (SyncBN reverted to BN, no pretrained
+    initialisation) with ``checkpoint``'s weights, on the CPU, and its
+    dataset meta (the checkpoint's, else the test dataset class's).
+
+    Returns:
+        tuple: ``(model, dataset_meta)``.
+    """
+    from mmseg.registry import DATASETS, MODELS
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.train_cfg = None
+    if 'init_cfg' in model_cfg.get('backbone', {}):
+        model_cfg.backbone.init_cfg = None  # weights come from the ckpt
+    model_cfg.pop('pretrained', None)
+    model = revert_sync_batchnorm(MODELS.build(model_cfg))
+    meta = load_weights(model, checkpoint)
+    dataset_meta = meta.get('dataset_meta')
+    if not dataset_meta:  # converted checkpoints: the config's dataset
+        dataset_cls = DATASETS.get(cfg.test_dataloader.dataset.type)
+        dataset_meta = dict(getattr(dataset_cls, 'METAINFO', {}))
+    dataset_meta = dict(dataset_meta)
+    if not dataset_meta.get('palette'):
+        dataset_meta['palette'] = _default_palette(
+            model.decode_head.num_classes)
+    model.dataset_meta = dataset_meta
+    return model, dataset_meta
+
+
 class Segmenter:
     """A segmentor ready for images.
 
@@ -54,30 +169,19 @@ class Segmenter:
     def __init__(self, config: Union[str, Config], checkpoint: str,
                  device: str = 'cpu', tta: bool = False,
                  fuse_conv_bn: bool = False, channels_last: bool = False):
-        import deeplabplus_mm  # noqa: F401  (registers our modules)
-        from mmseg.registry import DATASETS, MODELS
-        cfg = Config.fromfile(config) if isinstance(config, str) else config
-        init_default_scope(cfg.get('default_scope', 'mmseg'))
-        model_cfg = copy.deepcopy(cfg.model)
-        model_cfg.train_cfg = None
-        if 'init_cfg' in model_cfg.get('backbone', {}):
-            model_cfg.backbone.init_cfg = None  # weights come from the ckpt
-        model_cfg.pop('pretrained', None)
-        model = revert_sync_batchnorm(MODELS.build(model_cfg))
-        ckpt = load_checkpoint(model, checkpoint, map_location='cpu',
-                               strict=True, logger='silent')
-        meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
-        dataset_meta = meta.get('dataset_meta')
-        if not dataset_meta:  # converted checkpoints: the config's dataset
-            dataset_cls = DATASETS.get(cfg.test_dataloader.dataset.type)
-            dataset_meta = dict(getattr(dataset_cls, 'METAINFO', {}))
-        self.classes = tuple(dataset_meta.get('classes', ()))
-        self.palette = dataset_meta.get('palette') or _default_palette(
-            model.decode_head.num_classes)
-        model.dataset_meta = dataset_meta
+        cfg = load_config(config)
+        model, dataset_meta = build_segmentor(cfg, checkpoint)
         model.to(device)
         from ..models.utils import prepare_for_inference
         prepare_for_inference(model, fuse_conv_bn, channels_last)  # + eval
+        self._setup(cfg, model, dataset_meta, tta)
+
+    def _setup(self, cfg: Config, model, dataset_meta: Dict,
+               tta: bool) -> None:
+        """Class names, palette, the (TTA) model and the pipelines."""
+        from mmseg.registry import MODELS
+        self.classes = tuple(dataset_meta.get('classes', ()))
+        self.palette = dataset_meta['palette']
         self.model = model
         self.tta = tta
         if tta:
@@ -87,15 +191,28 @@ class Segmenter:
         else:
             pipeline = cfg.get('test_pipeline',
                                cfg.test_dataloader.dataset.pipeline)
-        self.pipeline = Compose(_without_annotations(pipeline))
+        pipeline = _without_annotations(pipeline)
+        self.pipeline = Compose(pipeline)
+        self._array_pipeline: Optional[Compose] = None
+        self._array_pipeline_cfg = pipeline
 
     @torch.no_grad()
-    def __call__(self, image_path: str) -> np.ndarray:
+    def __call__(self, image: Union[str, np.ndarray]) -> np.ndarray:
         """Predicted label map (H x W, uint8) at the image's resolution.
+
+        Args:
+            image: An image file, or an H x W x 3 BGR uint8 array (as
+                ``cv2.imread`` and video decoding give).
 
         Raises whatever the loading pipeline raises for an unreadable image.
         """
-        data = self.pipeline(dict(img_path=image_path))
+        if isinstance(image, np.ndarray):
+            if self._array_pipeline is None:
+                self._array_pipeline = Compose(
+                    _from_array(self._array_pipeline_cfg))
+            data = self._array_pipeline(dict(img=image))
+        else:
+            data = self.pipeline(dict(img_path=image))
         if self.tta:
             batch = dict(inputs=[[x] for x in data['inputs']],
                          data_samples=[[s] for s in data['data_samples']])
