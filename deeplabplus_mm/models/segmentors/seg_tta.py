@@ -26,7 +26,19 @@ class AccumulatingSegTTAModel(SegTTAModel):
     The merged sample also keeps what mmseg's merge drops: all the first
     view's meta information (``img_path``, ``ori_shape``, ...), its ground
     truth, and the mean probabilities as ``seg_logits``.
+
+    The segmentor keeps its own ``data_preprocessor`` (the one single-scale
+    testing uses): mmengine's ``BaseTTAModel`` would replace it with the
+    config's top-level ``data_preprocessor`` (which the Runner passes in),
+    so that a changed ``model.data_preprocessor`` (e.g. its
+    ``test_cfg.size``, the evaluation padding) would silently not apply to
+    TTA. That one is used only when the segmentor has none.
     """
+
+    def __init__(self, module, data_preprocessor=None):
+        if isinstance(module, dict) and module.get('data_preprocessor'):
+            data_preprocessor = None
+        super().__init__(module=module, data_preprocessor=data_preprocessor)
 
     def test_step(self, data) -> List[SegDataSample]:
         # One view predicted at a time: the generator runs the next view's
