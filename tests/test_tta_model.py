@@ -42,13 +42,13 @@ def segmentor():
 @pytest.fixture(scope='module')
 def tta_batch(tmp_path_factory):
     """Two images through the VOC configs' mmseg_tta_pipeline (mmseg's
-    protocol, 6 scales x flip),
-    collated as a test loader with batch size 2 does (mmseg's preprocessor
-    wants one size per batch)."""
+    protocol, 6 scales x flip), collated as a test loader with batch size
+    2 does (mmseg's preprocessor wants one size per batch)."""
     from deeplabplus_mm.datasets.synthetic import make_sample, save_palette_png
     folder = tmp_path_factory.mktemp('tta')
     rng = np.random.default_rng(3)
-    pipeline = Compose(copy.deepcopy(Config.fromfile(VOC_BASE).mmseg_tta_pipeline))
+    pipeline = Compose(
+        copy.deepcopy(Config.fromfile(VOC_BASE).mmseg_tta_pipeline))
     items = []
     for idx, (h, w) in enumerate([(45, 61), (45, 61)]):
         img, label = make_sample(rng, h, w)

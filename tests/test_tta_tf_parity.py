@@ -105,6 +105,8 @@ def test_tools_test_tta_equals_tensorflow(tmp_path, variant, case_dir,
     ours = np.load(probs_dir / f'{NAME}.npy')
     assert ours.shape == (21, 97, 121) and ours.dtype == np.float32
     diff = np.abs(ours.transpose(1, 2, 0) - ref)
+    print(f'\n{variant}: max |diff| {diff.max():.2e}, mean '
+          f'{diff.mean():.2e}')
     assert diff.max() <= ATOL, (
         f'{variant}: max |diff| {diff.max():.3g} at '
         f'{np.unravel_index(diff.argmax(), diff.shape)}')

@@ -12,6 +12,11 @@ from mmseg.structures import SegDataSample
 class AccumulatingSegTTAModel(SegTTAModel):
     """mmseg's ``SegTTAModel`` merge, accumulated view by view.
 
+    mmseg's protocol: the views come from the pipeline (each image scaled
+    and flipped, then padded by the preprocessor), e.g. the dataset
+    configs' ``mmseg_tta_pipeline``. The configs' default is TF's protocol,
+    :class:`TFMultiScaleSegTTAModel`.
+
     The merge is mmseg's: the mean over the views of each view's softmax
     (sigmoid for one output channel), at the image's original size, then
     the argmax (the decode head's threshold for one channel). mmseg runs all
