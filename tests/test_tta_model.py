@@ -164,6 +164,22 @@ def test_one_output_channel_uses_the_threshold(segmentor, tta_batch):
                            (mean > 0.45).to(mean))
 
 
+def test_one_view_warns_once(segmentor, tta_batch, monkeypatch):
+    """TF's one-view tta_pipeline with mmseg's protocol is single-scale
+    testing: said once."""
+    from deeplabplus_mm.models import AccumulatingSegTTAModel
+    from deeplabplus_mm.models.segmentors import seg_tta
+    said = []
+    monkeypatch.setattr(seg_tta, 'print_log',
+                        lambda msg, **kw: said.append(msg))
+    one_view = {key: value[4:5] for key, value in tta_batch.items()}
+    tta = AccumulatingSegTTAModel(module=segmentor)
+    with torch.no_grad():
+        tta.test_step(one_view)
+        tta.test_step(one_view)
+    assert len(said) == 1 and 'single-scale testing' in said[0]
+
+
 def test_bad_input_is_named(segmentor):
     from deeplabplus_mm.models import AccumulatingSegTTAModel
     tta = AccumulatingSegTTAModel(module=segmentor)

@@ -1,7 +1,9 @@
 """Test-time augmentation that merges each view as soon as it is predicted."""
+import logging
 from typing import Iterable, List, Optional, Sequence
 
 import torch
+from mmengine.logging import print_log
 from mmengine.structures import PixelData
 from mmseg.models import SegTTAModel
 from mmseg.registry import MODELS
@@ -46,10 +48,19 @@ class AccumulatingSegTTAModel(SegTTAModel):
         super().__init__(module=module, data_preprocessor=data_preprocessor)
 
     def test_step(self, data) -> List[SegDataSample]:
+        views = _split_views(data)
+        if len(views) == 1 and not getattr(self, '_warned_one_view', False):
+            self._warned_one_view = True
+            print_log(
+                f'{type(self).__name__}: the tta_pipeline gives one view per '
+                "image, so this is single-scale testing (mmseg's protocol "
+                'needs the views from the pipeline: mmseg_tta_pipeline in '
+                "the dataset configs; TF's is TFMultiScaleSegTTAModel)",
+                logger='current', level=logging.WARNING)
         # One view predicted at a time: the generator runs the next view's
         # forward only after the previous view is merged and dropped.
         return self._merge_views(
-            self.module.test_step(view) for view in _split_views(data))
+            self.module.test_step(view) for view in views)
 
     def merge_preds(self, data_samples_list):
         """The same merge for predictions made elsewhere (a list per image
