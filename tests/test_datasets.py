@@ -176,7 +176,19 @@ def test_base_config_recipe(name):
     assert cfg.test_evaluator == cfg.val_evaluator
 
     loader = 'LoadVOCAnnotations' if name in VOC_LIKE else 'LoadAnnotations'
-    tta = cfg.tta_pipeline[1]['transforms']
+    # TTA: TF's multi-scale evaluation with the zoo's protocol; the model
+    # makes the views, the pipeline gives one (TTA tests: test_tta_*.py)
+    scales = ([0.75, 1.0, 1.25] if name.startswith('cityscapes') else
+              [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
+    assert cfg.tta_model.type == 'TFMultiScaleSegTTAModel'
+    assert (cfg.tta_model.scales, cfg.tta_model.flip) == (scales, True)
+    assert [t['type'] for t in cfg.tta_pipeline] == [
+        'LoadImageFromFile', 'TestTimeAug']
+    assert cfg.tta_pipeline[1]['transforms'] == [[dict(
+        type=loader, **({'num_classes': 21} if name in VOC_LIKE else {}))],
+                                                 [dict(type='PackSegInputs')]]
+    # mmseg's protocol stays available: mmseg_tta_pipeline
+    tta = cfg.mmseg_tta_pipeline[1]['transforms']
     if name.startswith('ade20k'):
         # TF's ADE20K recipe resizes every image to a longer side of 513
         # first (min/max_resize_value=513), in training and evaluation.
@@ -184,6 +196,8 @@ def test_base_config_recipe(name):
         assert cfg.train_pipeline.pop(2) == pre
         assert cfg.test_pipeline.pop(1) == pre
         assert tta.pop(0) == [pre]
+        assert cfg.tta_model.resize_to_range == dict(min_size=513,
+                                                     max_size=513, factor=16)
     train = [t['type'] for t in cfg.train_pipeline]
     assert train == [
         'LoadImageFromFile', loader, 'RandomChoice', 'RandomCrop',
@@ -201,11 +215,11 @@ def test_base_config_recipe(name):
     assert cfg.train_pipeline[4]['prob'] == 0.5
     assert [t['type'] for t in cfg.test_pipeline
             ] == ['LoadImageFromFile', loader, 'PackSegInputs']
-    assert [t['scale_factor']
-            for t in tta[0]] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    assert [t['scale_factor'] for t in tta[0]] == scales
     assert [t['prob'] for t in tta[1]] == [0., 1.]
     assert tta[2][0]['type'] == loader
-    for key in ('train_pipeline', 'test_pipeline', 'tta_pipeline'):
+    for key in ('train_pipeline', 'test_pipeline', 'tta_pipeline',
+                'mmseg_tta_pipeline'):
         Compose(copy.deepcopy(cfg[key]))  # every transform is registered
 
 
@@ -220,9 +234,12 @@ def test_ade20k_pipelines_resize_longer_side_to_513(tmp_path):
     out = Compose(copy.deepcopy(cfg.test_pipeline))(copy.deepcopy(base))
     assert tuple(out['inputs'].shape[1:]) == (220, 513)
     assert out['data_samples'].ori_shape == (300, 700)
-    tta = Compose(copy.deepcopy(cfg.tta_pipeline))(copy.deepcopy(base))
+    tta = Compose(copy.deepcopy(cfg.mmseg_tta_pipeline))(copy.deepcopy(base))
     shapes = sorted({tuple(x.shape[1:]) for x in tta['inputs']})
     assert shapes[0] == (110, 257) and shapes[-1] == (385, 898)
+    # TF's protocol: TFMultiScaleSegTTAModel resizes (resize_to_range)
+    tta = Compose(copy.deepcopy(cfg.tta_pipeline))(copy.deepcopy(base))
+    assert [tuple(x.shape[1:]) for x in tta['inputs']] == [(300, 700)]
     train = Compose(copy.deepcopy(cfg.train_pipeline))(copy.deepcopy(base))
     assert train['inputs'].shape[1] <= 513 and train['inputs'].shape[2] <= 513
 

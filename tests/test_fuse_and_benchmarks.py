@@ -256,6 +256,8 @@ def test_benchmark_tta_quick():
     assert 'SUMMARY: xception41 65x65: TTA' in out
     assert 'overhead ratio' in out and 'batched flip / sequential' in out
     assert "mmseg's SegTTAModel" in out and 'AccumulatingSegTTAModel' in out
+    assert "TF's protocol (TFMultiScaleSegTTAModel)" in out
+    assert 'network inputs 33, 49, 65, 81, 97, 113' in out  # own sizes
 
 
 def test_benchmark_convert_quick(tf_refs):

@@ -1,4 +1,5 @@
-"""AccumulatingSegTTAModel: mmseg's TTA merge, one view at a time."""
+"""AccumulatingSegTTAModel: mmseg's TTA merge (mmseg's protocol: each view
+scaled, then padded), one view at a time."""
 import copy
 import os.path as osp
 import weakref
@@ -40,13 +41,14 @@ def segmentor():
 
 @pytest.fixture(scope='module')
 def tta_batch(tmp_path_factory):
-    """Two images through the VOC configs' TTA pipeline (6 scales x flip),
-    collated as a test loader with batch size 2 does (mmseg's preprocessor
-    wants one size per batch)."""
+    """Two images through the VOC configs' mmseg_tta_pipeline (mmseg's
+    protocol, 6 scales x flip), collated as a test loader with batch size
+    2 does (mmseg's preprocessor wants one size per batch)."""
     from deeplabplus_mm.datasets.synthetic import make_sample, save_palette_png
     folder = tmp_path_factory.mktemp('tta')
     rng = np.random.default_rng(3)
-    pipeline = Compose(copy.deepcopy(Config.fromfile(VOC_BASE).tta_pipeline))
+    pipeline = Compose(
+        copy.deepcopy(Config.fromfile(VOC_BASE).mmseg_tta_pipeline))
     items = []
     for idx, (h, w) in enumerate([(45, 61), (45, 61)]):
         img, label = make_sample(rng, h, w)
@@ -162,6 +164,22 @@ def test_one_output_channel_uses_the_threshold(segmentor, tta_batch):
                            (mean > 0.45).to(mean))
 
 
+def test_one_view_warns_once(segmentor, tta_batch, monkeypatch):
+    """TF's one-view tta_pipeline with mmseg's protocol is single-scale
+    testing: said once."""
+    from deeplabplus_mm.models import AccumulatingSegTTAModel
+    from deeplabplus_mm.models.segmentors import seg_tta
+    said = []
+    monkeypatch.setattr(seg_tta, 'print_log',
+                        lambda msg, **kw: said.append(msg))
+    one_view = {key: value[4:5] for key, value in tta_batch.items()}
+    tta = AccumulatingSegTTAModel(module=segmentor)
+    with torch.no_grad():
+        tta.test_step(one_view)
+        tta.test_step(one_view)
+    assert len(said) == 1 and 'single-scale testing' in said[0]
+
+
 def test_bad_input_is_named(segmentor):
     from deeplabplus_mm.models import AccumulatingSegTTAModel
     tta = AccumulatingSegTTAModel(module=segmentor)
@@ -171,11 +189,42 @@ def test_bad_input_is_named(segmentor):
         tta.test_step(dict(inputs=[], data_samples=[]))
 
 
-def test_configs_use_it():
+def test_mmseg_protocol_by_config(tmp_path):
+    """The configs' default is TF's protocol; a user config switches to
+    mmseg's with the two lines the dataset configs give."""
     from mmseg.registry import MODELS
 
     import deeplabplus_mm  # noqa: F401
-    cfg = Config.fromfile(osp.join(REPO, 'configs', '_base_',
-                                   'default_runtime.py'))
+    leaf = osp.join(REPO, 'configs', 'deeplabv3plus',
+                    'deeplabv3plus_xception65-d8_4xb4-30k_voc12aug-513x513.py')
+    assert Config.fromfile(leaf).tta_model.type == 'TFMultiScaleSegTTAModel'
+    user = tmp_path / 'mmseg_protocol.py'
+    user.write_text(f"_base_ = {leaf!r}\n"
+                    "tta_model = dict(_delete_=True, "
+                    "type='AccumulatingSegTTAModel')\n"
+                    "tta_pipeline = {{_base_.mmseg_tta_pipeline}}\n")
+    cfg = Config.fromfile(str(user))
+    assert cfg.tta_model == dict(type='AccumulatingSegTTAModel')
     assert MODELS.get(cfg.tta_model.type).__name__ == \
         'AccumulatingSegTTAModel'
+    views = cfg.tta_pipeline[1]['transforms']
+    assert [t['scale_factor'] for t in views[0]] == cfg.img_ratios
+    assert len(views[0]) * len(views[1]) == 12
+
+
+def test_segmentor_keeps_its_own_preprocessor():
+    """mmengine's BaseTTAModel would give the segmentor the config's
+    top-level data_preprocessor (the Runner passes it): a changed
+    model.data_preprocessor (evaluation padding) must stay."""
+    from deeplabplus_mm.models import AccumulatingSegTTAModel
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs', 'deeplabv3plus',
+        'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py'))
+    cfg.model.data_preprocessor.test_cfg = dict(size=(129, 129))
+    cfg.model.backbone.init_cfg = None
+    with torch.device('meta'):
+        tta = AccumulatingSegTTAModel(
+            module=copy.deepcopy(cfg.model),
+            data_preprocessor=cfg.data_preprocessor)  # as the Runner does
+    assert cfg.data_preprocessor.test_cfg == dict(size=(513, 513))
+    assert tta.module.data_preprocessor.test_cfg == dict(size=(129, 129))

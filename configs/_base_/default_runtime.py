@@ -15,6 +15,7 @@ log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
-tta_model = dict(type='AccumulatingSegTTAModel')
+# tta_model: in the dataset configs (configs/_base_/datasets/), next to
+# tta_pipeline, with each data set's model-zoo evaluation protocol.
 # RNG states travel in checkpoints: --resume continues bit-identically.
 custom_hooks = [dict(type='RandomStateHook')]

@@ -35,19 +35,15 @@ test_pipeline = [
     dict(type='LoadVOCAnnotations', num_classes=21),
     dict(type='PackSegInputs')
 ]
-img_ratios = [0.75, 1.0, 1.25]
+# TTA: TF DeepLab's multi-scale + flip evaluation (as the dataset configs),
+# with 3 scales; no test padding here, so each image is its own crop.
+tta_model = dict(
+    type='TFMultiScaleSegTTAModel', scales=[0.75, 1.0, 1.25], flip=True)
 tta_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
         type='TestTimeAug',
-        transforms=[[
-            dict(type='Resize', scale_factor=r, keep_ratio=True)
-            for r in img_ratios
-        ],
-                    [
-                        dict(type='RandomFlip', prob=0., direction='horizontal'),
-                        dict(type='RandomFlip', prob=1., direction='horizontal')
-                    ], [dict(type='LoadVOCAnnotations', num_classes=21)],
+        transforms=[[dict(type='LoadVOCAnnotations', num_classes=21)],
                     [dict(type='PackSegInputs')]])
 ]
 train_dataloader = dict(

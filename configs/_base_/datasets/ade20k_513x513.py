@@ -43,8 +43,36 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+# Test-time augmentation (tools/test.py --tta, tools/infer.py --tta): TF
+# DeepLab's multi-scale evaluation with the model zoo's ADE20K protocol
+# (eval scales 0.5:0.25:1.75 + left-right flip).
+# TFMultiScaleSegTTAModel resizes each image as TF's
+# resize_to_range does (longer side 497, shorter side 16k+1; see
+# tf_resize_to_range), pads each image bottom/right to the model's test
+# padding size (data_preprocessor.test_cfg.size = TF's eval_crop_size, 0
+# after normalisation = TF's 127.5) and then makes the views from the padded
+# image as TF does, so the pipeline gives one view. Pick other scales with
+# --cfg-options tta_model.scales=[1.0] tta_model.flip=False (TF's
+# single-scale evaluation).
+tta_model = dict(
+    type='TFMultiScaleSegTTAModel',
+    scales=[0.5, 0.75, 1.0, 1.25, 1.5, 1.75],
+    flip=True,
+    # TF's --min_resize_value=513 --max_resize_value=513 --resize_factor=16
+    resize_to_range=dict(min_size=513, max_size=513, factor=16))
 tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[[dict(type='LoadAnnotations')],
+                    [dict(type='PackSegInputs')]])
+]
+# mmseg's protocol instead (each view scaled first, then padded to
+# test_cfg.size), in a config of yours that inherits this one:
+#   tta_model = dict(_delete_=True, type='AccumulatingSegTTAModel')
+#   tta_pipeline = {{_base_.mmseg_tta_pipeline}}
+img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+mmseg_tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(
         type='TestTimeAug',

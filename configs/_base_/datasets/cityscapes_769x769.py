@@ -11,7 +11,7 @@
 # Crops smaller than crop_size are padded by the model's SegDataPreProcessor
 # (leaf configs set data_preprocessor.size = crop_size): images with 0 after
 # normalisation (= TF's mean-pixel padding), labels with 255 (ignored).
-# Evaluation: original resolution, no resize (as TF evaluates).
+# Evaluation: original resolution, no resize (as TF evaluates); TTA below.
 dataset_type = 'CityscapesDataset'
 data_root = 'data/cityscapes'
 crop_size = (769, 769)
@@ -32,8 +32,32 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+# Test-time augmentation (tools/test.py --tta, tools/infer.py --tta): TF
+# DeepLab's multi-scale evaluation with the model zoo's Cityscapes protocol
+# (eval scales 0.75:0.25:1.25 + left-right flip, crop 1025x2049 = whole image).
+# TFMultiScaleSegTTAModel pads each image bottom/right to the model's test
+# padding size (data_preprocessor.test_cfg.size = TF's eval_crop_size, 0
+# after normalisation = TF's 127.5) and then makes the views from the padded
+# image as TF does, so the pipeline gives one view. Pick other scales with
+# --cfg-options tta_model.scales=[1.0] tta_model.flip=False (TF's
+# single-scale evaluation).
+tta_model = dict(
+    type='TFMultiScaleSegTTAModel',
+    scales=[0.75, 1.0, 1.25],
+    flip=True)
 tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[[dict(type='LoadAnnotations')],
+                    [dict(type='PackSegInputs')]])
+]
+# mmseg's protocol instead (each view scaled first, then padded to
+# test_cfg.size), in a config of yours that inherits this one:
+#   tta_model = dict(_delete_=True, type='AccumulatingSegTTAModel')
+#   tta_pipeline = {{_base_.mmseg_tta_pipeline}}
+img_ratios = [0.75, 1.0, 1.25]
+mmseg_tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(
         type='TestTimeAug',

@@ -9,7 +9,7 @@
 # Crops smaller than crop_size are padded by the model's SegDataPreProcessor
 # (leaf configs set data_preprocessor.size = crop_size): images with 0 after
 # normalisation (= TF's mean-pixel padding), labels with 255 (ignored).
-# Evaluation: original resolution, no resize (as TF evaluates).
+# Evaluation: original resolution, no resize (as TF evaluates); TTA below.
 # LoadVOCAnnotations (deeplabplus_mm) is mmseg's LoadAnnotations plus checks:
 # single-channel PNG, same size as the image, labels 0..20 or 255.
 # Our checked VOC-layout class (PascalVOCAugDataset reads VOC's own splits
@@ -34,8 +34,32 @@ test_pipeline = [
     dict(type='LoadVOCAnnotations', num_classes=21),
     dict(type='PackSegInputs')
 ]
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+# Test-time augmentation (tools/test.py --tta, tools/infer.py --tta): TF
+# DeepLab's multi-scale evaluation with the model zoo's PASCAL VOC protocol
+# (eval scales 0.5:0.25:1.75 + left-right flip).
+# TFMultiScaleSegTTAModel pads each image bottom/right to the model's test
+# padding size (data_preprocessor.test_cfg.size = TF's eval_crop_size, 0
+# after normalisation = TF's 127.5) and then makes the views from the padded
+# image as TF does, so the pipeline gives one view. Pick other scales with
+# --cfg-options tta_model.scales=[1.0] tta_model.flip=False (TF's
+# single-scale evaluation).
+tta_model = dict(
+    type='TFMultiScaleSegTTAModel',
+    scales=[0.5, 0.75, 1.0, 1.25, 1.5, 1.75],
+    flip=True)
 tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[[dict(type='LoadVOCAnnotations', num_classes=21)],
+                    [dict(type='PackSegInputs')]])
+]
+# mmseg's protocol instead (each view scaled first, then padded to
+# test_cfg.size), in a config of yours that inherits this one:
+#   tta_model = dict(_delete_=True, type='AccumulatingSegTTAModel')
+#   tta_pipeline = {{_base_.mmseg_tta_pipeline}}
+img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+mmseg_tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(
         type='TestTimeAug',

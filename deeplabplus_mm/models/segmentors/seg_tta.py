@@ -1,7 +1,9 @@
 """Test-time augmentation that merges each view as soon as it is predicted."""
+import logging
 from typing import Iterable, List, Optional, Sequence
 
 import torch
+from mmengine.logging import print_log
 from mmengine.structures import PixelData
 from mmseg.models import SegTTAModel
 from mmseg.registry import MODELS
@@ -11,6 +13,11 @@ from mmseg.structures import SegDataSample
 @MODELS.register_module()
 class AccumulatingSegTTAModel(SegTTAModel):
     """mmseg's ``SegTTAModel`` merge, accumulated view by view.
+
+    mmseg's protocol: the views come from the pipeline (each image scaled
+    and flipped, then padded by the preprocessor), e.g. the dataset
+    configs' ``mmseg_tta_pipeline``. The configs' default is TF's protocol,
+    :class:`TFMultiScaleSegTTAModel`.
 
     The merge is mmseg's: the mean over the views of each view's softmax
     (sigmoid for one output channel), at the image's original size, then
@@ -26,13 +33,34 @@ class AccumulatingSegTTAModel(SegTTAModel):
     The merged sample also keeps what mmseg's merge drops: all the first
     view's meta information (``img_path``, ``ori_shape``, ...), its ground
     truth, and the mean probabilities as ``seg_logits``.
+
+    The segmentor keeps its own ``data_preprocessor`` (the one single-scale
+    testing uses): mmengine's ``BaseTTAModel`` would replace it with the
+    config's top-level ``data_preprocessor`` (which the Runner passes in),
+    so that a changed ``model.data_preprocessor`` (e.g. its
+    ``test_cfg.size``, the evaluation padding) would silently not apply to
+    TTA. That one is used only when the segmentor has none.
     """
 
+    def __init__(self, module, data_preprocessor=None):
+        if isinstance(module, dict) and module.get('data_preprocessor'):
+            data_preprocessor = None
+        super().__init__(module=module, data_preprocessor=data_preprocessor)
+
     def test_step(self, data) -> List[SegDataSample]:
+        views = _split_views(data)
+        if len(views) == 1 and not getattr(self, '_warned_one_view', False):
+            self._warned_one_view = True
+            print_log(
+                f'{type(self).__name__}: the tta_pipeline gives one view per '
+                "image, so this is single-scale testing (mmseg's protocol "
+                'needs the views from the pipeline: mmseg_tta_pipeline in '
+                "the dataset configs; TF's is TFMultiScaleSegTTAModel)",
+                logger='current', level=logging.WARNING)
         # One view predicted at a time: the generator runs the next view's
         # forward only after the previous view is merged and dropped.
         return self._merge_views(
-            self.module.test_step(view) for view in _split_views(data))
+            self.module.test_step(view) for view in views)
 
     def merge_preds(self, data_samples_list):
         """The same merge for predictions made elsewhere (a list per image
