@@ -1,14 +1,17 @@
 """Segment your own images.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--tta]
-                          [--device cpu|cuda] [--fuse-conv-bn]
-                          [--channels-last]
+                          [--device cpu|cuda] [--no-fast]
 
 INPUT: image files and/or folders (searched recursively for .jpg, .jpeg,
 .png, .bmp, .tif, .tiff, .webp). For each image, writes ``<stem>.png`` (a
 palette mask with the dataset's palette, VOC's for VOC-class models) and
 ``<stem>_overlay.jpg`` under --out-dir. Unreadable images are reported by
 name and skipped; the exit status is 1 if any failed.
+
+Like the config's test runs, the model takes the fast path (BN folded into
+the convs, channels_last weights; same predictions) unless the config sets
+``fast_inference = False`` or ``--no-fast`` is given.
 """
 import argparse
 import os
@@ -34,11 +37,18 @@ def parse_args():
     parser.add_argument('--tta', action='store_true',
                         help='multi-scale + flip test-time augmentation')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--no-fast', action='store_true',
+                        help='the plain model: no BN folding, no '
+                        'channels_last')
+    # Before the fast path became the default these flags turned it on.
     parser.add_argument('--fuse-conv-bn', action='store_true',
-                        help='fold BatchNorm into the convs (faster)')
+                        help='on by default (kept for old command lines)')
     parser.add_argument('--channels-last', action='store_true',
-                        help='channels_last convs (faster on CPU)')
-    return parser.parse_args()
+                        help='on by default (kept for old command lines)')
+    args = parser.parse_args()
+    if args.no_fast and (args.fuse_conv_bn or args.channels_last):
+        parser.error('--no-fast contradicts --fuse-conv-bn/--channels-last')
+    return args
 
 
 def list_images(inputs):
@@ -60,9 +70,16 @@ def main():
     images = list_images(args.inputs)
     if not images:
         sys.exit('error: no images found in ' + ' '.join(args.inputs))
+    # None: as the config says (fast unless fast_inference=False)
+    fast = False if args.no_fast else (
+        True if args.fuse_conv_bn or args.channels_last else None)
     segmenter = Segmenter(args.config, args.checkpoint, args.device,
-                          args.tta, fuse_conv_bn=args.fuse_conv_bn,
-                          channels_last=args.channels_last)
+                          args.tta, fuse_conv_bn=fast, channels_last=fast)
+    done = [what for what, on in (('BN folded into the convs',
+                                   segmenter.fuse_conv_bn),
+                                  ('channels_last', segmenter.channels_last))
+            if on]
+    print('model: ' + (', '.join(done) if done else 'plain (--no-fast)'))
     os.makedirs(args.out_dir, exist_ok=True)
     failed = []
     progress = ProgressBar(len(images))
