@@ -234,3 +234,25 @@ def test_validation_during_training_leaves_the_run_bit_identical(
             for field in sa[k]:
                 assert torch.equal(torch.as_tensor(sa[k][field]),
                                    torch.as_tensor(sb[k][field])), (name, k)
+
+
+def test_mmseg_inferencer_with_the_documented_line(synth_voc, calibrated):
+    """mmseg's MMSegInferencer builds its model without a runner (no
+    hooks), so it runs the plain model; the README's one line after it
+    gives the fast path with the same predictions."""
+    from mmseg.apis import MMSegInferencer
+
+    from deeplabplus_mm.models.utils import prepare_for_inference
+    config, ckpt, num_norms = calibrated
+    images = [osp.join(synth_voc, 'JPEGImages', f'synth_0000{i}.jpg')
+              for i in (8, 9)]
+    inferencer = MMSegInferencer(model=config, weights=ckpt, device='cpu')
+    assert len([m for m in inferencer.model.modules()
+                if isinstance(m, _BatchNorm)]) == num_norms
+    plain = inferencer(images)['predictions']
+    assert prepare_for_inference(inferencer.model, fuse=True,
+                                 channels_last=True) == num_norms
+    fast = inferencer(images)['predictions']
+    for a, b in zip(plain, fast):
+        assert a.shape == b.shape and len(np.unique(a)) > 1
+        assert (a == b).mean() > MIN_AGREEMENT
