@@ -20,7 +20,10 @@ it is. Each run is a fresh process; the rounds go round-robin over every
 * command: the wall time of the whole process (interpreter start, imports,
   config, model build, checkpoint, data, forwards, metric, outputs);
 * work: the tool's ``main()`` alone, i.e. the command less interpreter start
-  and imports (measured inside the process).
+  and imports (measured inside the process);
+* CPU: the CPU time of the whole command (all threads, data workers
+  included): on a loaded machine a thread waiting for a core costs wall
+  time but no CPU time (OpenMP threads spinning at a barrier do cost some).
 
 Data: synthetic VOC-layout images of 375..500 px (VOC's sizes), a
 checkpoint of the config's model with seeded random weights and BN
@@ -132,10 +135,13 @@ def child_run(spec):
 
 
 def run_once(argv, env):
-    """One command as a fresh process; returns (wall s, work s, other
-    cores, log) or raises with the log's tail."""
+    """One command as a fresh process; returns (wall s, work s, CPU s of
+    the process and its children, other cores, log) or raises with the
+    log's tail."""
     import json
+    import resource
     probe = _Probe()
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, __file__, common.CHILD_FLAG,
@@ -144,12 +150,14 @@ def run_once(argv, env):
         stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - start
     other = probe.other_cores(wall)
+    end = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (end.ru_utime - cpu.ru_utime) + (end.ru_stime - cpu.ru_stime)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
     if proc.returncode != 0 or not lines:
         tail = '\n'.join(proc.stdout.splitlines()[-15:])
         raise RuntimeError(f'{" ".join(argv)} exited with '
                            f'{proc.returncode}:\n{tail}')
-    return wall, json.loads(lines[-1])['work'], other, proc.stdout
+    return wall, json.loads(lines[-1])['work'], cpu, other, proc.stdout
 
 
 class _Probe:
@@ -247,18 +255,18 @@ def measure(args, load, threads, config, size_range, folder):
             for variant in VARIANTS:
                 out = osp.join(folder, f'out_{path}_{variant}_{r}')
                 argv = command(path, variant, cfg, ckpt, imgs, out)
-                wall, work, other, log = run_once(argv, env)
+                wall, work, cpu, other, log = run_once(argv, env)
                 fast = took_fast_path(path, log)
                 if fast is not (variant == 'after'):
                     raise RuntimeError(
                         f'{" ".join(argv)}: expected the '
                         f'{"fast" if variant == "after" else "plain"} path, '
                         f'the log says {fast}')
-                results[path, variant].append((wall, work, other))
+                results[path, variant].append((wall, work, cpu, other))
                 print(f'  round {r + 1} {path:5s} {variant:6s}: command '
-                      f'{wall:7.2f} s, work {work:7.2f} s, other processes '
-                      f'{other:.2f} cores, load {common.load_average():.2f}',
-                      flush=True)
+                      f'{wall:7.2f} s, work {work:7.2f} s, CPU {cpu:7.2f} s, '
+                      f'other processes {other:.2f} cores, load '
+                      f'{common.load_average():.2f}', flush=True)
     report(args, results, config)
     return 0
 
@@ -292,24 +300,26 @@ def report(args, results, config):
             runs = results[path, variant]
             wall = common.median([r[0] for r in runs])
             work = common.median([r[1] for r in runs])
-            other = max(r[2] for r in runs)
-            med[variant] = (wall, work)
+            cpu = common.median([r[2] for r in runs])
+            other = max(r[3] for r in runs)
+            med[variant] = (wall, work, cpu)
             n = args.tta_images if path == 'tta' else args.images
             rows.append([path, variant, f'{wall:.2f}', f'{work:.2f}',
-                         f'{work / n:.3f}', f'{other:.2f}'])
-        cmd_ratio = med['before'][0] / med['after'][0]
-        work_ratio = med['before'][1] / med['after'][1]
+                         f'{work / n:.3f}', f'{cpu:.2f}', f'{other:.2f}'])
+        cmd_ratio, work_ratio, cpu_ratio = (
+            med['before'][i] / med['after'][i] for i in range(3))
         rows.append([path, 'before / after', f'{cmd_ratio:.2f}x',
-                     f'{work_ratio:.2f}x', '', ''])
+                     f'{work_ratio:.2f}x', '', f'{cpu_ratio:.2f}x', ''])
         summary.append(f'{path} {work_ratio:.2f}x work, {cmd_ratio:.2f}x '
-                       'command')
+                       f'command, {cpu_ratio:.2f}x CPU time')
     print()
     print(f'{config}; medians of {args.repeats} round(s); work = main() '
           'without interpreter start and imports; per image = work / images'
-          ' (TTA: 12 views each); other cores: the most CPU other processes '
-          'took during a run')
+          ' (TTA: 12 views each); CPU s: the command\'s CPU time (all its '
+          'threads); other cores: the most CPU other processes took during a'
+          ' run')
     print(common.table(['path', 'variant', 'command s', 'work s',
-                        'work s/image', 'other cores'], rows))
+                        'work s/image', 'CPU s', 'other cores'], rows))
     print(f'load average at the end: {common.load_average():.2f}')
     print()
     print('SUMMARY: default command after / before (speed-up): ' +
