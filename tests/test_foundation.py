@@ -1,13 +1,16 @@
 """The foundation works like a user runs it: train -> resume -> test (with
 and without TTA) through our tools, plain mmseg's runner through
 ``custom_imports`` alone, and checkpoints that load with weights_only."""
+import os
 import os.path as osp
 import pickle
 import re
 import textwrap
 
+import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 
 from conftest import run_tool, tiny_config
 
@@ -44,12 +47,77 @@ def test_train_resume_test_tta(tmp_path, synth_voc):
     differing = [k for k in ref if not torch.equal(ref[k],
                                                    ckpt['state_dict'][k])]
     assert not differing, differing[:5]
-    for extra in ([], ['--tta']):
-        out = run_tool('tools/test.py', cfg4,
-                       osp.join(work_dir, 'iter_4.pth'), '--work-dir',
-                       work_dir, *extra).stdout
-        assert 0 <= miou(out) <= 100
-        assert 'per class results' in out
+    # test.py without and with --tta; the TTA run (the config's
+    # TFMultiScaleSegTTAModel, here with the zoo's six scales) saves its mean
+    # probabilities (only the TTA model writes them), and its written
+    # predictions are their argmax.
+    ckpt_path = osp.join(work_dir, 'iter_4.pth')
+    out = run_tool('tools/test.py', cfg4, ckpt_path, '--work-dir', work_dir,
+                   '--out', str(tmp_path / 'plain')).stdout
+    miou(out)
+    assert 'per class results' in out
+    scales = 'tta_model.scales=[0.5,0.75,1.0,1.25,1.5,1.75]'
+    probs, preds = _test_tta(cfg4, ckpt_path, tmp_path / 'tta', scales)
+    assert set(probs) == set(preds) == set(_pngs(tmp_path / 'plain'))
+    for name, p in probs.items():
+        assert p.dtype == np.float32 and p.shape[1:] == preds[name].shape
+        np.testing.assert_allclose(p.sum(0), 1, atol=1e-5)
+        assert (p.argmax(0) == preds[name]).all()
+    # A user's config without tta_model / tta_pipeline (14.2): --tta runs
+    # TF DeepLab's multi-scale + flip evaluation over its test pipeline, says
+    # so, and computes what the config's own TTA with those scales does.
+    bare = Config.fromfile(cfg4)
+    bare.pop('tta_model')
+    bare.pop('tta_pipeline')
+    bare_cfg = str(tmp_path / 'no_tta.py')
+    bare.dump(bare_cfg)
+    probs2, preds2 = _test_tta(bare_cfg, ckpt_path, tmp_path / 'default',
+                               expect='has no tta_model and no tta_pipeline'
+                               '; using tta_model: TF DeepLab multi-scale + '
+                               'flip evaluation')
+    for name in probs:
+        np.testing.assert_array_equal(probs2[name], probs[name])
+        np.testing.assert_array_equal(preds2[name], preds[name])
+
+
+def test_tta_model_without_its_views_is_a_clear_error(tmp_path, synth_voc):
+    """--tta with a multi-view tta_model (mmseg's SegTTAModel) but no
+    tta_pipeline: a one-line error naming the config and what is missing,
+    before anything is built."""
+    cfg = Config.fromfile(tiny_config(tmp_path, synth_voc, 2))
+    cfg.pop('tta_pipeline')
+    cfg.tta_model = dict(type='SegTTAModel')
+    path = str(tmp_path / 'segtta_only.py')
+    cfg.dump(path)
+    proc = run_tool('tools/test.py', path, str(tmp_path / 'absent.pth'),
+                    '--tta', check=False)
+    assert proc.returncode == 1
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith(f'error: {path}: --tta: tta_model is '
+                           'SegTTAModel'), proc.stdout[-2000:]
+    assert 'no tta_pipeline' in last and 'Traceback' not in proc.stdout
+
+
+def _pngs(folder):
+    from PIL import Image
+    return {osp.splitext(f)[0]: np.array(Image.open(osp.join(folder, f)))
+            for f in os.listdir(folder) if f.endswith('.png')}
+
+
+def _test_tta(cfg, ckpt, folder, *options, expect=None):
+    """tools/test.py --tta --out FOLDER with the mean probabilities saved;
+    returns ({image: C x H x W probabilities}, {image: predicted labels})."""
+    probs_dir = str(folder / 'probs')
+    out = run_tool('tools/test.py', cfg, ckpt, '--tta', '--work-dir',
+                   str(folder), '--out', str(folder / 'pred'),
+                   '--cfg-options', f'tta_model.probs_dir={probs_dir}',
+                   *options).stdout
+    assert 'per class results' in out
+    if expect is not None:
+        assert expect in out, out[-3000:]
+    probs = {f[:-4]: np.load(osp.join(probs_dir, f))
+             for f in os.listdir(probs_dir)}
+    return probs, _pngs(folder / 'pred')
 
 
 def test_custom_imports_route_in_plain_mmseg(tmp_path, synth_voc):

@@ -1,8 +1,11 @@
 """BN folding for inference, and smoke runs of ``tools/benchmarks/``.
 
 The benchmarks are not timed here: each runs with ``--quick`` and reduced
-sizes and must exit 0 and print its summary line.
+sizes, must exit 0, and the figures it prints must be finite, positive and
+consistent with each other (ratios in a plausible range). The tools' fast
+path by default is tested in test_fast_path.py.
 """
+import math
 import os.path as osp
 import re
 
@@ -10,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from PIL import Image
 from mmcv.cnn import ConvModule
 from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from conftest import REPO, build_model, run_tool, tiny_config
-from deeplabplus_mm.models.utils import fusable_conv_modules, fuse_conv_bn
+from conftest import REPO, build_model, run_tool
+from deeplabplus_mm.models.utils import (fold_sites, fusable_conv_modules,
+                                         fuse_conv_bn)
 
 ZOO_CONFIG = osp.join(
     REPO, 'configs/deeplabv3plus/'
@@ -150,80 +153,56 @@ def test_fuse_respects_conv_module_order_and_affine():
         assert isinstance(m.bn, nn.Identity) and not m.with_norm
 
 
-@pytest.fixture(scope='module')
-def calibrated_checkpoint(tmp_path_factory, synth_voc):
-    """The demo config's model with random weights and BN statistics
-    measured on random images (a random model with default statistics
-    predicts one class everywhere; calibrated, its predictions vary over
-    the image), saved as the converter does; and a config on the data."""
-    folder = tmp_path_factory.mktemp('calibrated')
-    config = tiny_config(folder, synth_voc, 1)
-    model = build_model(config, seed=0)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average of the batches below
-    model.train()
+def test_fuse_r101_segmentor_resnet_pairs():
+    """mmseg's ResNetV1c pairs plain convs and BNs outside ConvModules: its
+    deep stem (an nn.Sequential), the blocks' conv{i}/norm{i} and the
+    shortcut projections (nn.Sequential) are folded too: no BN is left in
+    the R101-d8 model, and the logits stay."""
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs/deeplabv3plus/'
+        'deeplabv3plus_r101-d8_4xb4-30k_voc12aug-513x513.py'))
+    cfg.model.pretrained = None
+    torch.manual_seed(0)
+    model = randomize_norms_(build_model(cfg.model)).eval()
+    x = torch.randn(1, 3, 65, 65)
+    before = logits(model, x)
+    assert before.abs().max() > 0.05
+    norms = sum(isinstance(m, _BatchNorm) for m in model.modules())
+    sites = fold_sites(model)
+    in_conv_modules = len(fusable_conv_modules(model))
+    assert len(sites) == norms > in_conv_modules > 0
+    fuse_conv_bn(model)
+    after = logits(model, x)
+    # Logits and activations of a 101-layer random model are larger than
+    # the xception tests'; 1e-4 of their scale.
+    scale = max(1., before.abs().max().item())
+    torch.testing.assert_close(after, before, atol=ATOL * scale, rtol=0)
+    assert not any(isinstance(m, _BatchNorm) for m in model.modules())
+    assert model.backbone.layer1[0].norm1.__class__ is nn.Identity
+
+
+def test_fuse_sequential_only_conv_then_bn():
+    """In an nn.Sequential only a BN right after a plain Conv2d is folded:
+    not one before a conv, not one after an activation."""
+    torch.manual_seed(0)
+    model = randomize_norms_(nn.Sequential(
+        nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.BatchNorm2d(4), nn.Conv2d(4, 5, 1, bias=False),
+        nn.BatchNorm2d(5)), 2).eval()
+    x = torch.randn(2, 3, 9, 9)
     with torch.no_grad():
-        model(torch.rand(4, 3, 97, 97) * 2 - 1, mode='tensor')
-    ckpt = folder / 'calibrated.pth'
-    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
-    return config, str(ckpt)
-
-
-def test_test_py_fuse_conv_bn_channels_last_same_predictions(
-        tmp_path, synth_voc, calibrated_checkpoint):
-    """tools/test.py --fuse-conv-bn --channels-last (FastInferenceHook)
-    predicts what the plain model predicts."""
-    config, ckpt = calibrated_checkpoint
-    outs, logs = {}, {}
-    for name, flags in (('plain', ()),
-                        ('fast', ('--fuse-conv-bn', '--channels-last'))):
-        outs[name] = tmp_path / name
-        logs[name] = run_tool('tools/test.py', config, ckpt, '--out',
-                              str(outs[name]), '--work-dir',
-                              str(tmp_path / ('w' + name)), *flags).stdout
-    segmentor = build_segmentor(41).eval()
-    num = len(fusable_conv_modules(segmentor))
-    assert f'FastInferenceHook: folded {num} BatchNorms into their convs, ' \
-           'weights in channels_last' in logs['fast']
-    assert 'FastInferenceHook' not in logs['plain']
-    pngs = sorted(outs['plain'].glob('*.png'))
-    assert len(pngs) == 3  # the val split
-    agree = total = 0
-    classes = set()
-    for png in pngs:
-        a = np.array(Image.open(png))
-        b = np.array(Image.open(outs['fast'] / png.name))
-        agree += (a == b).sum()
-        total += a.size
-        classes |= set(np.unique(a).tolist())
-    assert len(classes) > 1  # not a constant prediction
-    assert agree / total > 0.999  # argmax ties may flip under rounding
-    miou = [re.findall(r'mIoU: (\d+\.\d+)', logs[k])[-1] for k in logs]
-    assert miou[0] == miou[1]
-
-
-def test_segmenter_fuse_and_channels_last(synth_voc, calibrated_checkpoint):
-    from deeplabplus_mm.apis import Segmenter
-    config, ckpt = calibrated_checkpoint
-    plain = Segmenter(config, ckpt)
-    fast = Segmenter(config, ckpt, fuse_conv_bn=True, channels_last=True)
-    assert not any(isinstance(m, _BatchNorm) for m in fast.model.modules())
-    conv = fast.model.backbone.entry_flow.conv1_1.conv
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    x = torch.randn(1, 3, 70, 90)
-    # Logits of up to ~20 here: float32 rounding is relative.
-    torch.testing.assert_close(logits(fast.model, x), logits(plain.model, x),
-                               atol=ATOL, rtol=1e-5)
-    image = osp.join(synth_voc, 'JPEGImages', 'synth_00008.jpg')
-    a, b = plain(image), fast(image)
-    assert a.shape == b.shape and len(np.unique(a)) > 1
-    assert (a == b).mean() > 0.999
+        before = model(x)
+        fuse_conv_bn(model)
+        after = model(x)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ['BatchNorm2d', 'Conv2d', 'Identity', 'ReLU',
+                     'BatchNorm2d', 'Conv2d', 'Identity']
 
 
 # --------------------------------------------------------------------------
-# Benchmarks: they run and print their summary (not timed).
+# Benchmarks: they run, and the figures they print hold together (not
+# timed: on a shared machine only their consistency can be checked).
 # --------------------------------------------------------------------------
 
 # No waiting for a quiet machine, one thread (see ``one_thread``).
@@ -232,38 +211,161 @@ NO_WAIT = ('--patience', '0', '--threads', '1')
 
 def run_benchmark(name, *args):
     proc = run_tool(osp.join('tools', 'benchmarks', name), *args,
-                    timeout=300)
+                    timeout=600)
     assert proc.returncode == 0
     return proc.stdout
 
 
+def cells(line):
+    return [c.strip() for c in line.strip().strip('|').split('|')]
+
+
+def table(out, *header):
+    """The rows (lists of cell strings) of the Markdown table whose header
+    row begins with the cells ``header``."""
+    lines = out.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith('|')
+                 and cells(ln)[:len(header)] == list(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith('|'):
+            break
+        rows.append(cells(line))
+    assert rows, header
+    return rows
+
+
+def positive(text):
+    """A figure as printed: finite and > 0."""
+    value = float(text.rstrip('x%'))
+    assert math.isfinite(value) and value > 0, text
+    return value
+
+
+def close(a, b, rel=0.02, abs_=0.011):
+    """Equal up to the rounding of printed figures."""
+    return abs(a - b) <= max(rel * max(abs(a), abs(b)), abs_)
+
+
 def test_benchmark_model_quick():
     out = run_benchmark('model.py', '--quick', '--size', '65', '--cases',
-                        'xception41-d16', '--modes', 'eval', '--variants',
-                        'base,fuse+cl', '--warmup', '0', '--repeats', '1',
-                        *NO_WAIT)
-    assert 'SUMMARY: xception41-d16 eval ' in out
+                        'xception41-d16', '--modes', 'eval,train',
+                        '--variants', 'base,fuse+cl,cl-input', '--warmup',
+                        '0', '--repeats', '1', *NO_WAIT)
     assert 'FlopAnalyzer counts 1 for one multiply-add -> MACs' in out
-    # The table has a row per variant with its achieved GFLOP/s.
-    rows = [ln for ln in out.splitlines()
-            if ln.startswith('| xception41-d16 | eval |')]
-    assert [r.split('|')[3].strip() for r in rows] == ['base', 'fuse+cl']
     assert 'machine: ' in out and 'FAILED' not in out
+    rows = {(r[1], r[2]): r for r in table(out, 'case')
+            if r[0] == 'xception41-d16'}
+    assert set(rows) == {('eval', 'base'), ('eval', 'fuse+cl'),
+                         ('train', 'base'), ('train', 'cl-input')}
+    seconds = {}
+    for key, r in rows.items():
+        t, per_s, rss, gemm = (positive(r[3]), positive(r[4]),
+                               positive(r[5]), positive(r[8]))
+        assert close(per_s, 1 / t), r  # images/s = 1 / (s/image)
+        assert 1 < rss < 20000 and 1 < gemm < 1e5, r
+        other = float(r[12])
+        assert 0 <= other <= 64, r
+        seconds[key] = t
+        if key[0] == 'eval':
+            gmacs, gflops = positive(r[6]), positive(r[7])
+            # x41 OS16 at 65x65: ~0.8 G multiply-adds (1.74 G at 97x97)
+            assert 0.5 < gmacs < 1.2, r
+            assert close(gflops, 2 * gmacs / t, abs_=0.11), r
+            assert close(float(r[9]), gflops / gemm * 100, abs_=1.01), r
+    summary = re.search(r'SUMMARY: xception41-d16 eval (\d+\.\d+) s/image '
+                        r'\(([\w+-]+), (\d+\.\d+)x its base\)', out)
+    best, variant, ratio = summary.groups()
+    assert float(best) == min(seconds['eval', v] for v in
+                              ('base', 'fuse+cl'))
+    assert seconds['eval', variant] == float(best)
+    assert close(float(ratio), seconds['eval', 'base'] / float(best))
+    assert 1 <= float(ratio) < 10
 
 
 def test_benchmark_tta_quick():
     out = run_benchmark('tta.py', '--quick', '--size', '65', *NO_WAIT)
-    assert 'SUMMARY: xception41 65x65: TTA' in out
-    assert 'overhead ratio' in out and 'batched flip / sequential' in out
-    assert "mmseg's SegTTAModel" in out and 'AccumulatingSegTTAModel' in out
-    assert "TF's protocol (TFMultiScaleSegTTAModel)" in out
+    rows = {r[0]: positive(r[1]) for r in table(out, 'what', 'seconds')}
+    tf = rows["TF's protocol: TFMultiScaleSegTTAModel.test_step (12 views)"]
+    tf_bare = rows["sum of its 12 bare forwards at the views' own sizes"]
+    ours = rows["mmseg's protocol: AccumulatingSegTTAModel.test_step "
+                "(12 views)"]
+    mmseg = rows["mmseg's protocol: mmseg's SegTTAModel.test_step (12 views)"]
+    bare = rows["sum of mmseg's protocol's 12 bare forwards"]
+    kept = rows['the 12 forwards keeping their logits (as mmseg merges)']
+    assert close(rows["overhead ratio, TF's (TTA / its bare forwards)"],
+                 tf / tf_bare, abs_=0.002)
+    assert close(rows['overhead ratio, AccumulatingSegTTAModel (TTA / bare '
+                      'forwards)'], ours / bare, abs_=0.002)
+    assert close(rows["overhead ratio, mmseg's SegTTAModel"], mmseg / bare,
+                 abs_=0.002)
+    assert close(rows["mmseg's / forwards keeping their logits"],
+                 mmseg / kept, abs_=0.002)
+    assert close(rows["TF's protocol / AccumulatingSegTTAModel (today's "
+                      "TTA)"], tf / ours, abs_=0.002)
+    for name in ("in-call overhead, TF's (test_step / its own forwards)",
+                 'in-call overhead, AccumulatingSegTTAModel',
+                 "in-call overhead, mmseg's SegTTAModel"):
+        assert 0.5 < rows[name] < 5, name  # TTA adds to its forwards
+    # every ratio in a plausible range: the same work, the same model
+    for ratio in (tf / tf_bare, ours / bare, mmseg / bare):
+        assert 0.3 < ratio < 5
     assert 'network inputs 33, 49, 65, 81, 97, 113' in out  # own sizes
+    flips = table(out, 'scale')
+    assert [r[0] for r in flips] == ['0.50', '0.75', '1.00', '1.25', '1.50',
+                                     '1.75', 'all']
+    for r in flips:
+        seq, bat, ratio = positive(r[2]), positive(r[3]), positive(r[4])
+        assert close(ratio, bat / seq), r
+    total = flips[-1]
+    assert close(positive(total[2]),
+                 sum(positive(r[2]) for r in flips[:-1]), abs_=0.006)
+    rss = {r[0]: positive(r[1]) for r in
+           table(out, 'what', 'peak RSS MiB')}
+    assert len(rss) == 5 and all(v < 5000 for v in rss.values())
+    summary = re.search(r"SUMMARY: xception41 65x65: TTA, TF's protocol "
+                        r'\(TFMultiScaleSegTTAModel\) (\d+\.\d+) s vs '
+                        r"(\d+\.\d+) s of its views' bare forwards, "
+                        r'overhead ratio (\d+\.\d+)', out)
+    assert summary, out[-2000:]
+    assert close(float(summary.group(1)), tf)
+    assert close(float(summary.group(3)), tf / tf_bare, abs_=0.002)
 
 
 def test_benchmark_convert_quick(tf_refs):
+    import importlib.util
     out = run_benchmark('convert.py', '--quick', *NO_WAIT)
-    assert 'SUMMARY: conversion' in out and 'whole CLI' in out
-    assert 'skipped' in out or 'TensorFlow 2' in out
+    facts = re.search(r'checkpoint: (\d+) MiB, (\d+) tensors converted, '
+                      r'(\d+) ignored', out)
+    size, converted, ignored = (int(v) for v in facts.groups())
+    assert size > 100 and converted > 0 and ignored > 0
+    rows = {r[0].strip(): r for r in table(out, 'what')}
+    cli = rows['ours: python tools/convert_tf_checkpoint.py (whole process)']
+    imports = next(r for k, r in rows.items()
+                   if k.startswith('of which imports:'))
+    convert = rows['of which open_checkpoint + convert_checkpoint (RSS: '
+                   'growth after imports)']
+    read = next(r for k, r in rows.items()
+                if k.startswith('ours: open_checkpoint + read every tensor'))
+    cli_s, cli_mib = positive(cli[1]), positive(cli[2])
+    assert close(positive(cli[3]), cli_mib / size)
+    # the parts of the whole process are shorter than it
+    assert positive(imports[1]) < cli_s and positive(convert[1]) < cli_s
+    positive(read[1])
+    for r in (convert, read):
+        assert float(r[2].lstrip('+')) >= 0
+    summary = re.search(r'SUMMARY: conversion as a user runs it \(whole CLI '
+                        r'process\) (\d+\.\d+) s, peak RSS (\d+) MiB', out)
+    assert close(float(summary.group(1)), cli_s)
+    assert close(float(summary.group(2)), cli_mib, abs_=1)
+    # Without --tf-python TensorFlow is looked for in this interpreter.
+    if importlib.util.find_spec('tensorflow') is None:
+        assert rows['TensorFlow process'][1] == 'skipped: not installed'
+        assert 'TensorFlow: skipped (not installed)' in out
+    else:
+        tf_row = next(r for k, r in rows.items() if k.startswith('TF '))
+        ratio = re.search(r'ours (\d+\.\d+)x', out)
+        assert close(float(ratio.group(1)), cli_s / positive(tf_row[1]))
 
 
 def test_benchmark_data_quick(tmp_path):
@@ -271,8 +373,23 @@ def test_benchmark_data_quick(tmp_path):
                         '--batches', '2', '--coco-images', '12',
                         '--workers', '0,1', '--cache', str(tmp_path),
                         *NO_WAIT)
-    assert 'SUMMARY: train pipeline images/s: 0 workers' in out
-    assert 'on-the-fly rasterisation' in out
+    loader = table(out, 'DataLoader workers')
+    assert [r[0] for r in loader] == ['0', '1']
+    base = positive(loader[0][1])
+    for r in loader:
+        assert close(positive(r[2]), positive(r[1]) / base), r
+    coco = table(out, 'processes')
+    one = positive(coco[0][1])
+    for r in coco:
+        speedup = positive(r[2])
+        assert close(speedup, positive(r[1]) / one), r
+        assert close(positive(r[3]), speedup / int(r[0]) * 100, abs_=1.01)
+    per = {r[0].split(' (')[0]: positive(r[1]) for r in
+           table(out, 'label source')}
+    png, raster = per['precomputed PNG'], per['on the fly']
+    ratio = re.search(r'on-the-fly rasterisation (\d+\.\d+)x the cost',
+                      out)
+    assert close(float(ratio.group(1)), raster / png)
 
 
 def test_benchmark_gpu_quick():
@@ -288,6 +405,43 @@ def test_benchmark_gpu_code_path_on_cpu():
     run on the CPU at a tiny size: the code path works where no GPU is."""
     out = run_benchmark('gpu.py', '--device', 'cpu', '--size', '65',
                         '--batch', '2', '--warmup', '1', '--steps', '1')
-    for variant in ('fp32', 'fp32+cl', 'bf16', 'bf16+cl'):
-        assert f'| {variant} ' in out
-    assert 'SUMMARY: cpu: bf16' in out
+    rows = {r[0]: r for r in table(out, 'variant')}
+    assert list(rows) == ['fp32', 'fp32+cl', 'bf16', 'bf16+cl']
+    assert rows['fp32'][3] == '1.00'
+    # speed vs fp32 (the same steps; bf16 is emulated, so can be much
+    # slower, on CPUs without bf16 instructions)
+    speed = {v: positive(r[3]) for v, r in rows.items()}
+    for r in rows.values():
+        positive(r[1])
+        assert 0.02 < speed[r[0]] < 50, r
+    summary = re.search(r'SUMMARY: cpu: ([\w+]+) (\d+\.\d+)x fp32', out)
+    assert summary.group(2) == rows[summary.group(1)][3]
+    # the summary names the faster bf16 variant
+    assert float(summary.group(2)) == max(speed['bf16'], speed['bf16+cl'])
+
+
+def test_benchmark_defaults_quick():
+    """The default commands before/after: each run took the path it should
+    (the benchmark checks the tools' logs and fails otherwise), the times
+    are positive, the work is part of the command, the ratios are the
+    ratios of the medians."""
+    out = run_benchmark('defaults.py', '--quick', *NO_WAIT)
+    rows = table(out, 'path')
+    assert [(r[0], r[1]) for r in rows] == [
+        (p, v) for p in ('test', 'tta', 'infer')
+        for v in ('before', 'after', 'before / after')]
+    for i in range(0, len(rows), 3):
+        before, after, ratio = rows[i:i + 3]
+        for r in (before, after):
+            command, work = positive(r[2]), positive(r[3])
+            assert work < command, r
+            assert close(positive(r[4]), work / (1 if r[0] == 'tta' else 2),
+                         abs_=0.002)
+            positive(r[5])  # CPU s
+            assert 0 <= float(r[6]) <= 64
+        for col in (2, 3, 5):
+            assert close(positive(ratio[col]),
+                         positive(before[col]) / positive(after[col]))
+        # the same work on the same model, plain or folded
+        assert 0.2 < positive(ratio[3]) < 5
+    assert 'SUMMARY: default command after / before (speed-up): test ' in out

@@ -1,8 +1,7 @@
 """Segment your own images and videos.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--tta]
-                          [--device cpu|cuda] [--fuse-conv-bn]
-                          [--channels-last] [--frame-masks]
+                          [--device cpu|cuda] [--no-fast] [--frame-masks]
                           [--onnx MODEL.onnx]
 
 INPUT: image and video files and/or folders (searched recursively for .jpg,
@@ -19,6 +18,10 @@ skipped; the exit status is 1 if any failed.
 tools/deployment/export_onnx.py from this config in ONNX Runtime instead of
 PyTorch (same pipeline, padding and post-processing; CHECKPOINT is then not
 loaded: pass the one it was exported from, or -).
+
+Like the config's test runs, the PyTorch model takes the fast path (BN
+folded into the convs, channels_last weights; same predictions) unless the
+config sets ``fast_inference = False`` or ``--no-fast`` is given.
 """
 import argparse
 import os
@@ -38,16 +41,23 @@ def parse_args():
     parser.add_argument('--tta', action='store_true',
                         help='multi-scale + flip test-time augmentation')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--no-fast', action='store_true',
+                        help='the plain model: no BN folding, no '
+                        'channels_last')
+    # Before the fast path became the default these flags turned it on.
     parser.add_argument('--fuse-conv-bn', action='store_true',
-                        help='fold BatchNorm into the convs (faster)')
+                        help='on by default (kept for old command lines)')
     parser.add_argument('--channels-last', action='store_true',
-                        help='channels_last convs (faster on CPU)')
+                        help='on by default (kept for old command lines)')
     parser.add_argument('--frame-masks', action='store_true',
                         help='videos: also write a palette mask per frame')
     parser.add_argument('--onnx', metavar='MODEL.onnx',
                         help='run this exported model in ONNX Runtime '
                         '(CPU) instead of PyTorch')
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.no_fast and (args.fuse_conv_bn or args.channels_last):
+        parser.error('--no-fast contradicts --fuse-conv-bn/--channels-last')
+    return args
 
 
 def main():
@@ -62,10 +72,19 @@ def main():
         if args.onnx:
             from deeplabplus_mm.apis import OnnxSegmenter
             segmenter = OnnxSegmenter(args.config, args.onnx, args.tta)
+            print('model: ONNX Runtime ' + args.onnx)
         else:
+            # None: as the config says (fast unless fast_inference=False)
+            fast = False if args.no_fast else (
+                True if args.fuse_conv_bn or args.channels_last else None)
             segmenter = Segmenter(args.config, args.checkpoint, args.device,
-                                  args.tta, fuse_conv_bn=args.fuse_conv_bn,
-                                  channels_last=args.channels_last)
+                                  args.tta, fuse_conv_bn=fast,
+                                  channels_last=fast)
+            done = [what for what, on in (
+                ('BN folded into the convs', segmenter.fuse_conv_bn),
+                ('channels_last', segmenter.channels_last)) if on]
+            print('model: ' + (', '.join(done) if done
+                               else 'plain (--no-fast)'))
     except (ImportError, OSError, ValueError) as e:
         sys.exit(f'error: {e}')
     os.makedirs(args.out_dir, exist_ok=True)

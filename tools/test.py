@@ -1,15 +1,24 @@
 """Test (and evaluate) a segmentor: mmseg's ``tools/test.py`` with our
 modules registered and CPU-only distributed runs made to work. Same flags as
-mmseg's tool."""
+mmseg's tool, plus ``--no-fast``.
+
+Testing takes the fast path by default (BN folded into the convs,
+channels_last weights: ``FastInferenceHook``; same predictions): with our
+configs through their ``custom_hooks``, with other configs because this tool
+adds the hook. ``--no-fast`` (or ``--cfg-options fast_inference=False``) runs
+the plain model."""
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import deeplabplus_mm  # noqa: F401  (registers modules, safe checkpoints)
-from deeplabplus_mm.engine import run_main, setup_launcher
+from deeplabplus_mm.apis.tta import TTAConfigError, tta_settings
+from deeplabplus_mm.engine import (FastInferenceHook, run_main,
+                                   setup_launcher)
 from deeplabplus_mm.evaluation import add_voc_submission_writer
 
 
@@ -50,16 +59,22 @@ def parse_args():
     parser.add_argument(
         '--tta', action='store_true', help='Test time augmentation')
     parser.add_argument(
-        '--fuse-conv-bn',
+        '--no-fast',
         action='store_true',
-        help='fold BatchNorm into the preceding convs before testing '
-        '(faster; same predictions up to float rounding)')
+        help='test the plain model: no BN folding, no channels_last (the '
+        'same as --cfg-options fast_inference=False)')
+    # Before the fast path became the default these flags turned it on.
     parser.add_argument(
-        '--channels-last',
-        action='store_true',
-        help='run the convs in channels_last memory format (faster on CPU)')
+        '--fuse-conv-bn', action='store_true',
+        help='on by default (kept for old command lines; turns the fast '
+        'path on even where the config turned it off)')
+    parser.add_argument(
+        '--channels-last', action='store_true',
+        help='on by default (see --fuse-conv-bn)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if args.no_fast and (args.fuse_conv_bn or args.channels_last):
+        parser.error('--no-fast contradicts --fuse-conv-bn/--channels-last')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -96,14 +111,25 @@ def main():
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
-        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-        cfg.tta_model.module = cfg.model
-        cfg.model = cfg.tta_model
-    if args.fuse_conv_bn or args.channels_last:
+        # the config's TTA, or TF DeepLab's multi-scale + flip (logged)
+        try:
+            tta_model, tta_pipeline = tta_settings(cfg)
+        except TTAConfigError as e:
+            sys.exit(f'error: {e}')
+        cfg.test_dataloader.dataset.pipeline = tta_pipeline
+        tta_model.module = cfg.model
+        cfg.model = tta_model
+    if args.no_fast:
+        cfg.fast_inference = False
+    elif args.fuse_conv_bn or args.channels_last:
+        cfg.fast_inference = True  # asked for explicitly
+    hooks = cfg.get('custom_hooks', [])
+    if cfg.get('fast_inference', True) and not any(
+            h.get('type') in ('FastInferenceHook', FastInferenceHook)
+            for h in hooks):
+        # a config without our runtime (e.g. one of mmseg's)
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='FastInferenceHook', fuse_conv_bn=args.fuse_conv_bn,
-                 channels_last=args.channels_last)
-        ]
+            dict(type='FastInferenceHook')]
     if args.out is not None:
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True

@@ -17,5 +17,16 @@ load_from = None
 resume = False
 # tta_model: in the dataset configs (configs/_base_/datasets/), next to
 # tta_pipeline, with each data set's model-zoo evaluation protocol.
-# RNG states travel in checkpoints: --resume continues bit-identically.
-custom_hooks = [dict(type='RandomStateHook')]
+# The fast path (docs/benchmarks.md): validation, testing and TTA run on a
+# copy of the model with BN folded into the convs and channels_last weights
+# (same predictions, faster); training and checkpoints keep
+# the unfused model. The switch: `fast_inference = False` in a config,
+# `--cfg-options fast_inference=False` on any tool, `tools/test.py --no-fast`.
+fast_inference = True
+custom_hooks = [
+    # RNG states travel in checkpoints: --resume continues bit-identically.
+    dict(type='RandomStateHook'),
+    dict(type='FastInferenceHook', fuse_conv_bn=True, channels_last=True),
+    # Training in channels_last where the config sets train_channels_last.
+    dict(type='ChannelsLastTrainingHook'),
+]

@@ -16,7 +16,6 @@ from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 
 
 def _without_annotations(pipeline):
@@ -161,19 +160,28 @@ class Segmenter:
             + flip, merged view by view by the config's TTA model).
         fuse_conv_bn: Fold BatchNorm into the preceding convs
             (:func:`~deeplabplus_mm.models.utils.fuse_conv_bn`): faster, same
-            predictions up to float rounding.
+            predictions up to float rounding. None (default): as the
+            config's test runs do (:func:`fast_path_settings`).
         channels_last: Keep the weights in channels_last memory format
-            (faster convs on CPU).
+            (faster convs). None (default): as the config's test runs do.
     """
 
     def __init__(self, config: Union[str, Config], checkpoint: str,
                  device: str = 'cpu', tta: bool = False,
-                 fuse_conv_bn: bool = False, channels_last: bool = False):
+                 fuse_conv_bn: Optional[bool] = None,
+                 channels_last: Optional[bool] = None):
         cfg = load_config(config)
         model, dataset_meta = build_segmentor(cfg, checkpoint)
         model.to(device)
         from ..models.utils import prepare_for_inference
-        prepare_for_inference(model, fuse_conv_bn, channels_last)  # + eval
+        # None: as the config's test runs do (fast unless fast_inference=False)
+        fuse_default, cl_default = fast_path_settings(cfg)
+        self.fuse_conv_bn = (fuse_default if fuse_conv_bn is None
+                             else fuse_conv_bn)
+        self.channels_last = (cl_default if channels_last is None
+                              else channels_last)
+        prepare_for_inference(model, self.fuse_conv_bn,
+                              self.channels_last)  # + eval
         self._setup(cfg, model, dataset_meta, tta)
 
     def _setup(self, cfg: Config, model, dataset_meta: Dict,
@@ -185,9 +193,9 @@ class Segmenter:
         self.model = model
         self.tta = tta
         if tta:
-            self.tta_model = MODELS.build(
-                dict(copy.deepcopy(cfg.tta_model), module=model))
-            pipeline = cfg.tta_pipeline
+            from .tta import tta_settings
+            tta_model, pipeline = tta_settings(cfg)
+            self.tta_model = MODELS.build(dict(tta_model, module=model))
         else:
             pipeline = cfg.get('test_pipeline',
                                cfg.test_dataloader.dataset.pipeline)
@@ -222,6 +230,22 @@ class Segmenter:
                          data_samples=[data['data_samples']])
             sample = self.model.test_step(batch)[0]
         return sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
+
+
+def fast_path_settings(cfg: Config) -> Tuple[bool, bool]:
+    """``(fuse_conv_bn, channels_last)`` as a test run of ``cfg`` uses them:
+    both off when the config sets ``fast_inference = False``; else the
+    arguments of its ``FastInferenceHook`` entry in ``custom_hooks``, both on
+    without one (``tools/test.py`` adds the hook to such configs)."""
+    from ..engine.fast_inference_hook import (FastInferenceHook,
+                                              fast_inference_enabled)
+    if not fast_inference_enabled(cfg):
+        return False, False
+    for hook in cfg.get('custom_hooks', []):
+        if hook.get('type') in ('FastInferenceHook', FastInferenceHook):
+            return (bool(hook.get('fuse_conv_bn', True)),
+                    bool(hook.get('channels_last', True)))
+    return True, True
 
 
 def _default_palette(num_classes: int) -> List[Tuple[int, int, int]]:

@@ -1,3 +1,5 @@
+from .channels_last_hook import (ChannelsLastTrainingHook,
+                                 train_channels_last)
 from .checkpoint import register_safe_checkpoints
 from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (CPUDistributedDataParallel, CPUSyncBatchNorm,
@@ -6,7 +8,8 @@ from .fast_inference_hook import FastInferenceHook
 from .random_state_hook import RandomStateHook
 
 __all__ = [
-    'CPUAmpOptimWrapper', 'CPUDistributedDataParallel', 'CPUSyncBatchNorm',
-    'FastInferenceHook', 'RandomStateHook', 'finish_launcher',
-    'register_safe_checkpoints', 'run_main', 'setup_launcher'
+    'CPUAmpOptimWrapper', 'ChannelsLastTrainingHook',
+    'CPUDistributedDataParallel', 'CPUSyncBatchNorm', 'FastInferenceHook',
+    'RandomStateHook', 'finish_launcher', 'register_safe_checkpoints',
+    'run_main', 'setup_launcher', 'train_channels_last'
 ]

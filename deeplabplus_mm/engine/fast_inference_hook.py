@@ -1,47 +1,122 @@
-"""Faster testing: fold BatchNorm into convs and use channels_last.
+"""The fast path for validation, testing and TTA, on by default.
 
-Measured by ``tools/benchmarks/model.py`` (docs/benchmarks.md): on 2 CPU
-cores the eval forward of Xception-65 OS16 at 513x513 went from 0.97 to
-0.69 s/image with both (folding alone: 0.91 s); OS8 and mmseg's R101-d8 gain
-less (1.08x, 1.05x).
-``tools/test.py --fuse-conv-bn --channels-last`` adds this hook; in a config::
+Folding BN into the convs and storing the weights channels_last (both in
+:func:`~deeplabplus_mm.models.utils.prepare_for_inference`) predicts what the
+plain model predicts, faster: measured by ``tools/benchmarks/model.py``
+(docs/benchmarks.md), the eval forward of Xception-65 OS16 at 513x513 went
+from 0.97 to 0.69 s/image on 2 CPU cores.
 
-    custom_hooks = [dict(type='FastInferenceHook', channels_last=True)]
+``configs/_base_/default_runtime.py`` lists this hook in ``custom_hooks``, so
+every runner built from our configs takes the fast path: our
+``tools/test.py`` (with or without ``--tta``), ``tools/dist_test.sh``,
+mmseg's own ``tools/test.py`` and the validation during training. The one
+switch that turns it off is the config key ``fast_inference``::
 
-It acts in ``before_test`` only (after the checkpoint is loaded, before the
-first batch), so a training run's validation never sees a folded model.
+    fast_inference = False                      # in a config
+    --cfg-options fast_inference=False          # any tool that takes it
+    python tools/test.py CONFIG CKPT --no-fast  # the same, shorter
+
+The hook never touches the runner's model: when the first batch of a
+validation or test epoch arrives (after every ``before_*_epoch`` hook, so
+an EMA hook has swapped its weights in), it deep-copies the model (a
+wrapper's ``module``; for TTA the whole TTA model, the segmentor inside it
+included), prepares the copy and lets the loop run on it; at the end of the
+epoch, before any other hook's ``after_*_epoch`` (a best-checkpoint save
+included), the runner's model is put back. Training therefore keeps its
+unfused BN, and the weights, BN buffers and checkpoints of a run are
+bit-identical to a run without the hook (tested). The copy costs one more
+set of weights in memory while it lives (Xception-65: 160 MB).
 """
+import copy
+
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..models.utils import prepare_for_inference
+
+SWITCH = 'fast_inference'
+
+
+def fast_inference_enabled(cfg) -> bool:
+    """The config's ``fast_inference`` switch (on unless set false)."""
+    value = cfg.get(SWITCH, True) if cfg is not None else True
+    if not isinstance(value, bool):
+        raise ValueError(f'{SWITCH} must be True or False, got {value!r}')
+    return value
 
 
 @HOOKS.register_module()
 class FastInferenceHook(Hook):
-    """Fold BN into convs and/or switch the model's weights to
-    channels_last before testing (:func:`prepare_for_inference`).
+    """Run validation and test epochs on a prepared copy of the model: BN
+    folded into the convs and/or weights channels_last.
+
+    Does nothing when the config sets ``fast_inference = False``.
 
     Args:
-        fuse_conv_bn: Fold every BN that follows a conv of a ConvModule.
+        fuse_conv_bn: Fold every BN that directly follows a conv
+            (:func:`~deeplabplus_mm.models.utils.fuse_conv_bn`).
         channels_last: Store 4-D weights channels_last (PyTorch then runs
             the convs channels_last whatever the input's layout).
     """
 
-    priority = 'VERY_LOW'  # after every hook that could touch weights
+    # after_*_epoch must put the runner's model back before any other hook
+    # (CheckpointHook's save_best) sees it; the copy itself is made in
+    # before_*_iter of the first batch, after every before_*_epoch hook.
+    priority = 'VERY_HIGH'
 
     def __init__(self, fuse_conv_bn: bool = True,
-                 channels_last: bool = False):
+                 channels_last: bool = True):
         self.fuse_conv_bn = fuse_conv_bn
         self.channels_last = channels_last
+        self._saved = None
 
-    def before_test(self, runner) -> None:
-        folded = prepare_for_inference(runner.model, self.fuse_conv_bn,
+    def before_val_iter(self, runner, batch_idx, data_batch=None) -> None:
+        if batch_idx == 0:
+            self._swap_in(runner, 'validation')
+
+    def before_test_iter(self, runner, batch_idx, data_batch=None) -> None:
+        if batch_idx == 0:
+            self._swap_in(runner, 'test')
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._restore(runner)
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        self._restore(runner)
+
+    def _swap_in(self, runner, what: str) -> None:
+        if self._saved is not None:  # an epoch that ended without after_*
+            self._restore(runner)
+        if not (self.fuse_conv_bn or self.channels_last):
+            return
+        if not fast_inference_enabled(getattr(runner, 'cfg', None)):
+            runner.logger.info(f'FastInferenceHook: off ({SWITCH}=False): '
+                               f'{what} with the plain model')
+            return
+        model = runner.model
+        if is_model_wrapper(model):
+            if not isinstance(model, (DistributedDataParallel, DataParallel)):
+                runner.logger.warning(
+                    f'FastInferenceHook: {type(model).__name__} may shard '
+                    f'the model; {what} with the plain model')
+                return
+            model = model.module
+        fast = copy.deepcopy(model)
+        folded = prepare_for_inference(fast, self.fuse_conv_bn,
                                        self.channels_last)
+        self._saved = runner.model
+        runner.model = fast
         done = []
         if self.fuse_conv_bn:
             done.append(f'folded {folded} BatchNorms into their convs')
         if self.channels_last:
             done.append('weights in channels_last')
-        if done:
-            runner.logger.info('FastInferenceHook: ' + ', '.join(done))
+        runner.logger.info(f'FastInferenceHook: {what} on a copy of the '
+                           'model: ' + ', '.join(done))
+
+    def _restore(self, runner) -> None:
+        if self._saved is not None:
+            runner.model = self._saved
+            self._saved = None

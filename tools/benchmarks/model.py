@@ -24,13 +24,17 @@ no ``init_weights``, R101 with ``pretrained=None``).
 
 * eval: ``encode_decode`` (backbone, head, resize to the input) of a batch of
   1 under ``torch.no_grad``. Variants accumulate: ``base``; ``fuse`` (BN
-  folded into convs by :func:`deeplabplus_mm.models.utils.fuse_conv_bn`;
-  R101 first by mmcv's ``fuse_conv_bn`` for its plain conv/BN pairs);
-  ``fuse+cl`` (channels_last); ``fuse+cl+compile`` (``torch.compile`` with
-  inductor freezing; compile time reported separately).
-* train: ``loss`` + ``backward`` of a batch of 2 (BN in training mode cannot
-  see the image-pooling branch's 1x1 map with a batch of 1), per image.
-  Variants: ``base``, ``cl``.
+  folded into convs by :func:`deeplabplus_mm.models.utils.fuse_conv_bn`,
+  ResNet's plain conv/BN pairs included); ``fuse+cl`` (channels_last: what
+  testing runs by default, ``FastInferenceHook``); ``fuse+cl+compile``
+  (``torch.compile`` with inductor freezing; compile time reported
+  separately).
+* train: ``forward(mode='loss')`` + ``backward`` of a batch of 2 (BN in
+  training mode cannot see the image-pooling branch's 1x1 map with a batch
+  of 1), per image. Variants: ``base``; ``cl`` (weights and input
+  channels_last); ``cl-input`` (only the input channels_last, which carries
+  the network: what configs with ``train_channels_last = True`` do,
+  :class:`~deeplabplus_mm.engine.ChannelsLastTrainingHook`).
 
 FLOPs: mmengine's ``FlopAnalyzer`` on the unfused eval model. It counts one
 per multiply-add of conv/linear layers (MACs, as fvcore does; checked on a
@@ -53,13 +57,21 @@ CONFIGS = {
     'xception65-d8':
     'deeplabv3plus_xception65-d8_4xb4-30k_voc12aug-513x513.py',
     'r101-d8': 'deeplabv3plus_r101-d8_4xb4-30k_voc12aug-513x513.py',
-    # Smaller sibling, for smoke runs.
+    'r101-d16': 'deeplabv3plus_r101-d16_4xb4-30k_voc12aug-513x513.py',
+    # The other backbones (training channels_last per family; xception41 is
+    # also the smoke runs' small model).
     'xception41-d16':
     'deeplabv3plus_xception41-d16_4xb4-30k_voc12aug-513x513.py',
+    'xception41-d8':
+    'deeplabv3plus_xception41-d8_4xb4-30k_voc12aug-513x513.py',
+    'xception71-d16':
+    'deeplabv3plus_xception71-d16_4xb4-30k_voc12aug-513x513.py',
+    'xception71-d8':
+    'deeplabv3plus_xception71-d8_4xb4-30k_voc12aug-513x513.py',
 }
 DEFAULT_CASES = ['xception65-d16', 'xception65-d8', 'r101-d8']
 EVAL_VARIANTS = ['base', 'fuse', 'fuse+cl', 'fuse+cl+compile']
-TRAIN_VARIANTS = ['base', 'cl']
+TRAIN_VARIANTS = ['base', 'cl', 'cl-input']
 TF_ZOO_MULTIPLY_ADDS = 54.17e9  # xception65, OS 16, 513x513 (model_zoo.md)
 TRAIN_BATCH = 2
 
@@ -113,12 +125,6 @@ def prepare(case, mode, variant, size, on_ready=None):
     compile_s = None
     if mode == 'eval':
         model.eval()
-        if 'fuse' in parts:
-            if case.startswith('r101'):
-                # mmseg's ResNet uses plain conv/BN pairs, which mmcv's
-                # registration-order fusion handles; then the heads'.
-                from mmcv.cnn import fuse_conv_bn as mmcv_fuse
-                mmcv_fuse(model.backbone)
         from deeplabplus_mm.models.utils import prepare_for_inference
         prepare_for_inference(model, 'fuse' in parts, 'cl' in parts)
         net = Network(model, size).eval()
@@ -142,7 +148,12 @@ def prepare(case, mode, variant, size, on_ready=None):
 
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
-    model = model.train().to(memory_format=fmt)
+    model = model.train()
+    if variant == 'cl-input':  # what train_channels_last=True configs do
+        from deeplabplus_mm.engine import train_channels_last
+        train_channels_last(model)
+    else:
+        model.to(memory_format=fmt)
     n = TRAIN_BATCH
     x = torch.randn(n, 3, size, size).contiguous(memory_format=fmt)
     samples = []
@@ -157,7 +168,7 @@ def prepare(case, mode, variant, size, on_ready=None):
 
     def step():
         model.zero_grad(set_to_none=True)
-        losses = model.loss(x, samples)
+        losses = model(x, samples, mode='loss')
         sum(v for k, v in losses.items() if 'loss' in k).backward()
 
     return step, n, model, compile_s

@@ -6,12 +6,10 @@ sqrt(var + eps)`` per output channel. :func:`fuse_conv_bn` applies this to
 every mmcv :class:`~mmcv.cnn.ConvModule` whose ``order`` puts the norm right
 after the conv: every conv + BN of the aligned Xception and of our DeepLab
 v3+ head (depthwise and pointwise halves of separable convs included), and
-those of mmseg's heads. Inference with the fused model::
+those of mmseg's heads; also the plain ``Conv2d`` / BN pairs of mmseg's
+ResNet backbones (:func:`fold_sites`). Inference with the fused model::
 
     model = fuse_conv_bn(model.eval())
-
-(mmseg's ResNet backbones pair plain ``Conv2d``/BN children outside
-ConvModules; ``mmcv.cnn.fuse_conv_bn`` handles those.)
 
 Why not ``mmcv.cnn.fuse_conv_bn``: it pairs a ``Conv2d`` child with the
 next ``_BatchNorm`` child *in registration order*, which is not the data
@@ -21,14 +19,17 @@ It also fuses models in training mode (silently replacing batch statistics
 by running ones) and fails on ``affine=False`` norms. This function looks at
 ``ConvModule.order``, refuses training mode and handles both.
 """
-from typing import List
+from typing import Callable, List, Tuple
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ['fuse_conv_bn', 'fusable_conv_modules', 'prepare_for_inference']
+__all__ = [
+    'fold_sites', 'fuse_conv_bn', 'fusable_conv_modules',
+    'prepare_for_inference'
+]
 
 
 def fusable_conv_modules(model: nn.Module) -> List[ConvModule]:
@@ -70,35 +71,99 @@ def _fold(conv: nn.Conv2d, bn: _BatchNorm) -> None:
                              requires_grad=conv.weight.requires_grad)
 
 
-def _fold_all(model: nn.Module) -> int:
-    """:func:`fuse_conv_bn`'s work; returns how many norms it folded."""
-    modules = fusable_conv_modules(model)
-    if model.training or any(m.norm.training for m in modules):
-        raise ValueError('fuse_conv_bn folds running statistics and is for '
-                         'inference only: call model.eval() first')
-    for module in modules:
-        if module.norm.running_var is None:
-            raise ValueError(f'{type(module.norm).__name__} without running '
-                             'statistics cannot be folded into a conv')
-    for module in modules:
-        _fold(module.conv, module.norm)
+def _conv_module_site(module: ConvModule):
+    def replace():
         setattr(module, module.norm_name, nn.Identity())
         module.with_norm = False
         # mmcv's efficient_conv_bn_eval would call its fused path with the
         # Identity as a norm.
         module.efficient_conv_bn_eval_forward = None
-    return len(modules)
+    return module.conv, module.norm, replace
+
+
+def _is_pair(conv, norm) -> bool:
+    return type(conv) is nn.Conv2d and isinstance(norm, _BatchNorm)
+
+
+def fold_sites(model: nn.Module) -> List[Tuple[nn.Conv2d, _BatchNorm,
+                                               Callable[[], None]]]:
+    """Every conv directly followed by a BatchNorm in the data flow:
+    ``(conv, norm, replace)``, where ``replace()`` puts an ``nn.Identity``
+    in the norm's place.
+
+    Three places where the data flow is known are searched: mmcv
+    :class:`~mmcv.cnn.ConvModule` (by its ``order``; see
+    :func:`fusable_conv_modules`), consecutive ``Conv2d`` / BN children of an
+    ``nn.Sequential`` (ResNet stems and shortcut projections), and the
+    ``conv{i}`` / ``norm{i}`` pairs of mmseg's ResNet blocks and of its
+    non-deep stem (``forward`` applies ``norm{i}`` right after ``conv{i}``;
+    plugins come after the norm). A conv whose class has its own
+    ``forward`` (DCN, ...) is never folded.
+    """
+    from mmseg.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+    sites = [_conv_module_site(m) for m in fusable_conv_modules(model)]
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            children = list(module)
+            for i in range(len(children) - 1):
+                if _is_pair(children[i], children[i + 1]):
+                    sites.append((children[i], children[i + 1],
+                                  _sequential_replace(module, i + 1)))
+        elif isinstance(module, (BasicBlock, Bottleneck, ResNet)):
+            if isinstance(module, ResNet) and module.deep_stem:
+                continue  # its stem is a Sequential, found above
+            for i in (1, 2, 3):
+                conv = getattr(module, f'conv{i}', None)
+                name = getattr(module, f'norm{i}_name', None)
+                norm = getattr(module, name, None) if name else None
+                if _is_pair(conv, norm):
+                    sites.append((conv, norm, _attr_replace(module, name)))
+    return sites
+
+
+def _sequential_replace(seq: nn.Sequential, index: int):
+    def replace():
+        seq[index] = nn.Identity()
+    return replace
+
+
+def _attr_replace(module: nn.Module, name: str):
+    def replace():
+        setattr(module, name, nn.Identity())
+    return replace
+
+
+def _fold_all(model: nn.Module) -> int:
+    """:func:`fuse_conv_bn`'s work; returns how many norms it folded."""
+    sites = fold_sites(model)
+    if model.training or any(norm.training for _, norm, _ in sites):
+        raise ValueError('fuse_conv_bn folds running statistics and is for '
+                         'inference only: call model.eval() first')
+    for _, norm, _ in sites:
+        if norm.running_var is None:
+            raise ValueError(f'{type(norm).__name__} without running '
+                             'statistics cannot be folded into a conv')
+    seen = set()
+    for conv, norm, replace in sites:
+        if id(norm) in seen:
+            continue
+        seen.add(id(norm))
+        _fold(conv, norm)
+        replace()
+    return len(seen)
 
 
 def fuse_conv_bn(model: nn.Module) -> nn.Module:
-    """Fold every eval-mode BN that follows a conv in a ConvModule, in place.
+    """Fold every eval-mode BN that directly follows a conv, in place.
 
-    The BN becomes ``nn.Identity`` (so state-dict keys of the conv stay and
-    the norm's keys disappear) and the ConvModule's ``with_norm`` is turned
-    off; the conv gains a bias. Outputs of the returned model equal the
-    unfused model's in eval mode up to float rounding. Norms of other
-    modules (a plain ``Conv2d`` followed by a BN child, pre-norm
-    ConvModules, norms without running statistics) are left as they are.
+    The convs and norms are those of :func:`fold_sites` (ConvModules by
+    their ``order``, ``nn.Sequential`` conv/BN neighbours, mmseg's ResNet
+    blocks). The BN becomes ``nn.Identity`` (so state-dict keys of the conv
+    stay and the norm's keys disappear), a ConvModule's ``with_norm`` is
+    turned off; the conv gains a bias. Outputs of the returned model equal
+    the unfused model's in eval mode up to float rounding. Other norms
+    (pre-norm ConvModules, a BN after something else) are left as they
+    are.
 
     Args:
         model: A model in eval mode (``model.eval()``).
