@@ -8,6 +8,8 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 REQS := $(wildcard requirements/*.txt) setup.py
 # mmcv's source build: compiled ops, against the torch already installed.
+# Test processes side by side (pytest-xdist; one compute thread each).
+TEST_JOBS ?= 2
 MMCV_ENV := MMCV_WITH_OPS=1 MAX_JOBS=$(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: install test demo clean
@@ -28,7 +30,7 @@ $(STAMP): $(REQS)
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=25 tests
 
 demo: $(STAMP)
 	$(PY) tools/demo.py

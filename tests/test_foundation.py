@@ -74,7 +74,9 @@ def test_train_resume_test_tta(tmp_path, synth_voc):
     probs2, preds2 = _test_tta(bare_cfg, ckpt_path, tmp_path / 'default',
                                expect='has no tta_model and no tta_pipeline'
                                '; using tta_model: TF DeepLab multi-scale + '
-                               'flip evaluation')
+                               'flip evaluation (TFMultiScaleSegTTAModel, '
+                               'scales [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], '
+                               'flip True, probs_dir ')
     for name in probs:
         np.testing.assert_array_equal(probs2[name], probs[name])
         np.testing.assert_array_equal(preds2[name], preds[name])

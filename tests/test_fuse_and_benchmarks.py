@@ -206,7 +206,9 @@ def test_fuse_sequential_only_conv_then_bn():
 # --------------------------------------------------------------------------
 
 # No waiting for a quiet machine, one thread (see ``one_thread``).
-NO_WAIT = ('--patience', '0', '--threads', '1')
+# no waiting for a quiet machine, no retries of disturbed runs (the tests
+# check the figures' consistency, not the speed)
+NO_WAIT = ('--patience', '0', '--max-other-cores', '64', '--threads', '1')
 
 
 def run_benchmark(name, *args):

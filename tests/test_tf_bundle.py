@@ -420,7 +420,8 @@ def test_benchmark_read_quick(tmp_path):
     from conftest import run_tool
     proc = run_tool('tools/benchmarks/read.py', '--quick', '--subset', '12',
                     '--kinds', 'all', '--cache', str(tmp_path),
-                    '--patience', '0', timeout=600)
+                    '--patience', '0', '--max-other-cores', '64',
+                    timeout=600)
     out = proc.stdout
     assert 'SUMMARY: read every tensor of a ' in out, out
     rows = [ln.split('|')[1].strip() for ln in out.splitlines()

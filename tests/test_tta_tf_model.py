@@ -357,7 +357,7 @@ def test_test_py_batch_2_and_dist_test_tta(tmp_path, synth_voc):
     assert 'TFMultiScaleSegTTAModel' in single
     multi = _bash('tools/dist_test.sh', cfg, str(ckpt), '2', '--tta',
                   '--out', str(tmp_path / 'multi'), '--work-dir',
-                  str(tmp_path / 'w2'), port=29631)
+                  str(tmp_path / 'w2'), port=29651)
     assert _metrics(single) == _metrics(multi)
     names = open(osp.join(synth_voc,
                           'ImageSets/Segmentation/val.txt')).read().split()

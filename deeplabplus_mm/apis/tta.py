@@ -9,7 +9,9 @@ flip evaluation (:class:`TFMultiScaleSegTTAModel`, the zoo's scales
 0.5:0.25:1.75 + flip) over its own test pipeline, and the log says so. A
 config that sets only one of the two gets the missing pipeline when it can be
 made from the test pipeline (TF's protocol needs one view per image), and a
-clear error otherwise.
+clear error otherwise. A ``tta_model`` without a ``type`` (``--cfg-options
+tta_model.scales=[1.0]`` on a config without TTA) sets options of the
+default.
 """
 import copy
 from typing import List, Tuple
@@ -68,12 +70,18 @@ def tta_settings(cfg: Config) -> Tuple[ConfigDict, list]:
     if model and pipeline:
         return copy.deepcopy(model), copy.deepcopy(pipeline)
     said = []
-    if not model:
+    if not model or 'type' not in model:
+        # options without a type (--cfg-options tta_model.scales=...) apply
+        # to the default
+        options = dict(copy.deepcopy(model or {}))
         model = ConfigDict(type='TFMultiScaleSegTTAModel',
                            scales=list(DEFAULT_SCALES), flip=True)
+        model.update(options)
         said.append('tta_model: TF DeepLab multi-scale + flip evaluation '
-                    f'(TFMultiScaleSegTTAModel, scales {DEFAULT_SCALES}, '
-                    'flip)')
+                    f'(TFMultiScaleSegTTAModel, scales {model.scales}, '
+                    f'flip {model.flip}' +
+                    ''.join(f', {k} {v}' for k, v in options.items()
+                            if k not in ('scales', 'flip')) + ')')
     else:
         model = copy.deepcopy(model)
     if not pipeline:
