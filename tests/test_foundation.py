@@ -5,14 +5,18 @@ import os
 import os.path as osp
 import pickle
 import re
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import run_tool, tiny_config
+from conftest import REPO, run_tool, tiny_config
 
 def miou(output):
     found = re.findall(r'mIoU: (\d+\.\d+)', output)
@@ -21,18 +25,29 @@ def miou(output):
 
 
 def test_train_resume_test_tta(tmp_path, synth_voc):
-    """train.py, --resume from the saved iteration with the saved state
-    (bit-identical to an uninterrupted run, with 2 persistent loader
-    workers as the configs use and a validation at the checkpoint's
-    iteration), test.py with and without --tta."""
-    # one LR schedule over 4 iterations, stopped after 2, then resumed
-    cfg2, cfg4 = (tiny_config(tmp_path, synth_voc, n, deterministic=True,
-                              workers=2, schedule_iters=4) for n in (2, 4))
-    work_dir = str(tmp_path / 'work')
-    out = run_tool('tools/train.py', cfg2, '--work-dir', work_dir).stdout
-    assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
+    """train.py killed (SIGKILL) after its iteration-2 checkpoint, --resume
+    from the saved iteration with the saved state: bit-identical to an
+    uninterrupted run, with 2 persistent loader workers as the configs use
+    and a validation at the checkpoint's iteration; then test.py with and
+    without --tta."""
+    cfg4 = tiny_config(tmp_path, synth_voc, 4, deterministic=True, workers=2)
+    ref_dir, work_dir = str(tmp_path / 'uninterrupted'), tmp_path / 'work'
+    out = run_tool('tools/train.py', cfg4, '--work-dir', ref_dir).stdout
     assert 0 <= miou(out) <= 100
-    # --resume picks up iter_2.pth and continues to a higher iteration.
+    proc = subprocess.Popen(
+        [sys.executable, 'tools/train.py', cfg4, '--work-dir', str(work_dir)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = work_dir / 'last_checkpoint'
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and 'iter_2.pth' in last.read_text():
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    assert proc.wait() == -signal.SIGKILL, 'the run ended before iter 2'
+    assert not (work_dir / 'iter_4.pth').exists()
+    # --resume picks up iter_2.pth and continues from iteration 3
+    work_dir = str(work_dir)
     out = run_tool('tools/train.py', cfg4, '--work-dir', work_dir,
                    '--resume').stdout
     assert 'resumed epoch: 0, iter: 2' in out, out[-3000:]
@@ -41,9 +56,8 @@ def test_train_resume_test_tta(tmp_path, synth_voc):
     ckpt = torch.load(osp.join(work_dir, 'iter_4.pth'))  # weights_only
     assert ckpt['meta']['iter'] == 4
     # the same 4 iterations without the interruption: the same weights
-    ref_dir = str(tmp_path / 'uninterrupted')
-    run_tool('tools/train.py', cfg4, '--work-dir', ref_dir)
     ref = torch.load(osp.join(ref_dir, 'iter_4.pth'))['state_dict']
+    assert ref.keys() == ckpt['state_dict'].keys()
     differing = [k for k in ref if not torch.equal(ref[k],
                                                    ckpt['state_dict'][k])]
     assert not differing, differing[:5]

@@ -51,7 +51,7 @@ import torch.nn as nn
 
 import common
 
-CONFIGS = {
+CONFIGS = {  # configs/<family folder>/<file>
     'xception65-d16':
     'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py',
     'xception65-d8':
@@ -68,6 +68,15 @@ CONFIGS = {
     'deeplabv3plus_xception71-d16_4xb4-30k_voc12aug-513x513.py',
     'xception71-d8':
     'deeplabv3plus_xception71-d8_4xb4-30k_voc12aug-513x513.py',
+    # the zoo's other families
+    'mobilenetv2-d16':
+    'deeplabv3_mobilenetv2-d16_4xb4-30k_voc12aug-513x513.py',
+    'mobilenetv2-dm05-d16':
+    'deeplabv3_mobilenetv2-dm05-d16_4xb4-30k_voc12aug-513x513.py',
+    'mobilenetv2-ade20k-d16':
+    'deeplabv3plus_mobilenetv2-d16_4xb4-150k_ade20k-257x257.py',
+    'dpc-xception71-d16':
+    'dpc_xception71-d16_4xb2-90k_cityscapes-769x769.py',
 }
 DEFAULT_CASES = ['xception65-d16', 'xception65-d8', 'r101-d8']
 EVAL_VARIANTS = ['base', 'fuse', 'fuse+cl', 'fuse+cl+compile']
@@ -77,8 +86,9 @@ TRAIN_BATCH = 2
 
 
 def build_model(case):
+    name = CONFIGS[case]
     return common.build_segmentor(common.load_config(
-        osp.join('configs', 'deeplabv3plus', CONFIGS[case])))
+        osp.join('configs', name.split('_')[0], name)))
 
 
 class Network(nn.Module):
@@ -160,8 +170,8 @@ def prepare(case, mode, variant, size, on_ready=None):
     for _ in range(n):
         sample = SegDataSample(
             metainfo=dict(img_shape=(size, size), pad_shape=(size, size)))
-        sample.gt_sem_seg = PixelData(
-            data=torch.randint(0, 21, (1, size, size)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(
+            0, model.decode_head.num_classes, (1, size, size)))
         samples.append(sample)
     if on_ready:
         on_ready()
