@@ -351,9 +351,10 @@ def test_benchmark_convert_quick(tf_refs):
                 if k.startswith('ours: open_checkpoint + read every tensor'))
     cli_s, cli_mib = positive(cli[1]), positive(cli[2])
     assert close(positive(cli[3]), cli_mib / size)
-    # the parts of the whole process are shorter than it
-    assert positive(imports[1]) < cli_s and positive(convert[1]) < cli_s
-    positive(read[1])
+    # the parts, timed in runs of their own, in a plausible range of the
+    # whole process (not strictly below it: a busy machine's noise)
+    for part in (imports, convert, read):
+        assert 0.02 < positive(part[1]) / cli_s < 5, part
     for r in (convert, read):
         assert float(r[2].lstrip('+')) >= 0
     summary = re.search(r'SUMMARY: conversion as a user runs it \(whole CLI '
