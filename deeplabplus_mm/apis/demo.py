@@ -9,6 +9,8 @@ from typing import Dict, List, Optional
 import numpy as np
 from PIL import Image
 
+from ..datasets.voc_meta import IGNORE_INDEX, NUM_CLASSES
+
 
 def write_demo_config(path: str, base_config: str, data_root: str,
                       iters: Optional[int] = None,
@@ -79,14 +81,15 @@ def parse_test_output(text: str) -> Dict:
                 table='\n'.join(lines))
 
 
-def trivial_miou(mask_paths: List[str], num_classes: int = 21) -> float:
+def trivial_miou(mask_paths: List[str],
+                 num_classes: int = NUM_CLASSES) -> float:
     """mIoU (%) of predicting background everywhere, computed as mmseg's
     IoUMetric does (classes absent from the ground truth are NaN and left
-    out; 255 ignored)."""
+    out; the ignore index is left out)."""
     hist = np.zeros(num_classes, np.int64)
     for path in mask_paths:
         label = np.array(Image.open(path))
-        label = label[label != 255]
+        label = label[label != IGNORE_INDEX]
         hist += np.bincount(label, minlength=num_classes)[:num_classes]
     present = hist > 0
     ious = np.zeros(num_classes)
