@@ -12,9 +12,11 @@ class PerClassIoUMetric(IoUMetric):
 
     mmseg's metric prints the per-class IoU / Acc (and Dice, Fscore, ...)
     table to the log and returns only the means. This one returns the same
-    means plus ``per_class``: ``{metric: {class name: value}}``, in percent
-    rounded to 2 decimals exactly as the printed table shows them (NaN for
-    classes absent from both prediction and ground truth). The runner passes
+    means plus ``per_class``: ``{metric: {class name: value}}`` (NaN for
+    classes absent from both prediction and ground truth). All figures are
+    the ones mmseg prints: percent rounded to 2 decimals (mmseg rounds in
+    float32), as the nearest Python floats, so 64.01 is stored as 64.01 and
+    not as float32's 64.01000213623047. The runner passes
     it on like any metric: ``Runner.test()`` returns it, and mmengine's
     ``LoggerHook`` writes it to ``<work_dir>/<timestamp>/<timestamp>.json``,
     where programs read it instead of parsing the log.
@@ -36,13 +38,20 @@ class PerClassIoUMetric(IoUMetric):
         metrics = super().compute_metrics(results)
         if self.format_only:
             return metrics
+        metrics = {key: _printed(value) for key, value in metrics.items()}
         areas = [sum(area) for area in zip(*results)]
         per_class = self.total_area_to_metrics(*areas, self.metrics,
                                                self.nan_to_num, self.beta)
         per_class.pop('aAcc', None)
         classes = self.dataset_meta['classes']
         metrics['per_class'] = {
-            name: dict(zip(classes, np.round(values * 100, 2).tolist()))
+            name: dict(zip(classes, map(_printed, np.round(values * 100, 2))))
             for name, values in per_class.items()
         }
         return metrics
+
+
+def _printed(value) -> float:
+    """A figure mmseg rounded to 2 decimals (in float32) as the nearest
+    Python float to the decimal it prints."""
+    return round(float(value), 2)
