@@ -1,4 +1,4 @@
-"""Pictures people look at: palette masks, overlays, prediction grids and
+"""Pictures people look at: overlays, prediction grids and
 training curves (numpy + OpenCV + matplotlib; no display needed)."""
 import json
 import os
@@ -7,15 +7,10 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
-IGNORE_COLOR = (224, 224, 192)  # VOC's "void" (RGB)
+# The palette table (void colour at 255) and the palette-PNG writer
+# (``save_palette_png``) live with VOC's facts.
+from .datasets.voc_meta import palette_array
 
-
-def palette_array(palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """[256, 3] uint8 RGB lookup table: class colours, 255 = void colour."""
-    table = np.zeros((256, 3), np.uint8)
-    table[:len(palette)] = np.asarray(palette, np.uint8)
-    table[255] = IGNORE_COLOR
-    return table
 
 
 def colorize(label: np.ndarray, palette) -> np.ndarray:
@@ -29,16 +24,6 @@ def overlay(image_bgr: np.ndarray, label: np.ndarray, palette,
     color = colorize(label, palette)[..., ::-1].astype(np.float32)
     out = image_bgr.astype(np.float32) * (1 - alpha) + color * alpha
     return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def save_palette_mask(path: str, label: np.ndarray, palette) -> None:
-    """Write a label map as a palette ('P') PNG, atomically."""
-    from PIL import Image
-    img = Image.fromarray(label.astype(np.uint8), mode='P')
-    img.putpalette(palette_array(palette).reshape(-1).tolist())
-    tmp = f'{path}.tmp.png'
-    img.save(tmp)
-    os.replace(tmp, path)
 
 
 def write_image(path: str, image: np.ndarray, **params) -> None:

@@ -693,3 +693,46 @@ def test_pretrained_init_cfg(tmp_path):
     assert loaded.keys() == state_dict.keys()
     for k, v in state_dict.items():
         assert torch.equal(loaded[k], v), k
+
+
+# --------------------------------------------------------------------------
+# 6. act_cfg: TF's ReLU by default, any mmcv activation on request.
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('act,fn', [('ReLU6', F.relu6), ('GELU', F.gelu)])
+def test_act_cfg_is_used_everywhere(act, fn):
+    """A non-default act_cfg replaces every ReLU (stem, before and inside
+    the separable convs), keeps the parameter names, runs each activation
+    once per forward and changes the output."""
+    torch.manual_seed(0)
+    relu = randomize_(build(arch=41, output_stride=16), 0).eval()
+    other = build(arch=41, output_stride=16, act_cfg=dict(type=act)).eval()
+    assert other.state_dict().keys() == relu.state_dict().keys()
+    other.load_state_dict(relu.state_dict())
+    acts = [m for m in other.modules() if type(m).__name__ == act]
+    assert not any(isinstance(m, nn.ReLU) for m in other.modules())
+    # 2 stem convs; per unit 3 pre-activations, or dw + pw acts x 3 inside.
+    units = tf_unit_schedule(41, 16)
+    assert len(acts) == 2 + sum(6 if u['act'] else 3 for u in units.values())
+    calls = []
+    hooks = [m.register_forward_hook(lambda m, i, o: calls.append(m))
+             for m in acts]
+    x = 4 * torch.randn(1, 3, 33, 33)
+    with torch.no_grad():
+        out, ref = other(x)[-1], relu(x)[-1]
+    assert not torch.allclose(out, ref, rtol=1e-2, atol=1e-2)
+    for h in hooks:
+        h.remove()
+    assert sorted(map(id, calls)) == sorted(map(id, acts))
+    # Out of place before the separable convs: the skip sees the input.
+    unit = XceptionModule(16, (16, 16, 16), 1, 1, (1, 1, 1), 'sum', False,
+                          dict(type='BN', eps=BACKBONE_EPS),
+                          act_cfg=dict(type=act)).eval()
+    x = 8 * torch.randn(2, 16, 7, 8)
+    x_before = x.clone()
+    with torch.no_grad():
+        y, _ = unit(x)
+        h = x_before
+        for i in range(3):
+            h = getattr(unit, f'separable_conv{i + 1}')(fn(h))
+    torch.testing.assert_close(y, h + x_before, rtol=0, atol=0)
+    assert torch.equal(x, x_before)

@@ -2,8 +2,15 @@
 data pipelines (datasets on generated data where they need files), output
 stride and atrous rates agree, and the model's parameters are exactly what
 the architecture descriptions (deeplabplus_mm.archs, which the TF converter
-reads) say."""
+reads) say.
+
+Data-driven: the configs are found under configs/, and what each must
+satisfy comes from its name (mmseg's
+``{algo}_{backbone}-d{os}_{gpus}xb{batch}-{iters}_{dataset}-{h}x{w}.py``)
+and its content, so a new backbone needs only its configs."""
+import functools
 import glob
+import os
 import os.path as osp
 import re
 
@@ -14,14 +21,38 @@ from mmengine.config import Config
 from conftest import REPO
 from deeplabplus_mm.archs import BACKBONE_CONVS, model_convs, state_shapes
 
-CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
-LEAVES = [c for c in CONFIGS if '_base_' not in c]
+CONFIG_ROOT = osp.join(REPO, 'configs')
+CONFIGS = sorted(glob.glob(osp.join(CONFIG_ROOT, '**', '*.py'),
+                           recursive=True))
+LEAVES = [c for c in CONFIGS
+          if '_base_' not in osp.relpath(c, CONFIG_ROOT).split(os.sep)]
+# Configs that run the product on generated data (``make demo``), not a
+# training recipe: built and checked like the others, but their name is not
+# held to the recipe rules.
+DEMO_FOLDER = 'demo'
 RATES = {16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
-NAME = re.compile(r'^(deeplabv3plus|deeplabv3|dpc)_'
-                  r'(xception41|xception65|xception71|r101|mobilenetv2'
-                  r'|mobilenetv2-dm05)'
-                  r'-d(8|16)_(\d+)xb(\d+)-(\d+(?:k|it))_([\w-]+)-'
-                  r'(\d+)x(\d+)\.py$')
+# mmseg's config naming; the backbone is a name ('xception65', 'r101',
+# 'mobilenetv2') plus '-<abbreviation><digits>' modifiers ('-dm05').
+NAME = re.compile(r'^(?P<algo>[a-z][a-z0-9]*)_'
+                  r'(?P<backbone>[a-z][a-z0-9]*(?:-[a-z]+\d+)*)'
+                  r'-d(?P<os>\d+)_(?P<gpus>\d+)xb(?P<batch>\d+)-'
+                  r'(?P<iters>\d+(?:k|it))_(?P<dataset>[\w-]+)-'
+                  r'(?P<h>\d+)x(?P<w>\d+)\.py$')
+# What the algorithm names mean (mmseg's): DeepLab v3 has no decoder, v3+
+# and DPC have one; DPC's head is the Dense Prediction Cell.
+ALGORITHMS = {
+    'deeplabv3': dict(decoder=False),
+    'deeplabv3plus': dict(decoder=True),
+    'dpc': dict(decoder=True, head='DensePredictionCellHead'),
+}
+# Backbone argument that a name's number gives ('xception65': arch=65,
+# 'r101': depth=101); names without such an argument are spelled in the
+# type name ('mobilenetv2' in 'MobileNetV2TF').
+ARCH_ARGUMENTS = ('arch', 'depth')
+# Name modifiers: abbreviation -> (backbone argument, value when the name
+# has no such modifier). Digits read with the point after the first one:
+# 'dm05' = 0.5, 'dm14' = 1.4.
+MODIFIERS = {'dm': ('depth_multiplier', 1.0)}
 # The TF model zoo's MobileNetV2 and DPC checkpoints, each with its config
 # (evaluation output strides as the zoo's tables state).
 ZOO_CONFIGS = [
@@ -41,19 +72,98 @@ ZOO_CONFIGS = [
 ]
 
 
+def is_demo(path):
+    return osp.relpath(path, CONFIG_ROOT).split(os.sep)[0] == DEMO_FOLDER
+
+
+def base_files(path):
+    """Every file ``path`` inherits from, through the whole ``_base_``
+    chain, nearest first."""
+    found = []
+    for rel in Config._get_base_files(path):
+        base = osp.normpath(osp.join(osp.dirname(path), rel))
+        found += [base] + base_files(base)
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def base_head(path):
+    """The decode head of a ``_base_/models/`` file."""
+    return Config.fromfile(path).model.decode_head
+
+
+def model_base(path):
+    """The ``_base_/models/`` file a config's model comes from."""
+    models = [b for b in base_files(path)
+              if osp.dirname(b) == osp.join(CONFIG_ROOT, '_base_', 'models')]
+    assert len(models) == 1, f'{path}: model bases {models}'
+    return models[0]
+
+
+def recipes():
+    """(path, name fields) of every training recipe."""
+    return [(c, NAME.match(osp.basename(c))) for c in LEAVES
+            if not is_demo(c)]
+
+
 def test_matrix_is_complete():
-    names = {osp.basename(c) for c in LEAVES}
-    datasets = ['voc12', 'voc12aug', 'coco-voc', 'coco-voc-pre-voc12aug',
-                'cityscapes', 'ade20k', 'pascal-context', 'pascal-context-59']
-    for backbone in ('xception41', 'xception65', 'xception71', 'r101'):
-        for os_ in (8, 16):
-            for dataset in datasets:
-                assert any(
-                    n.startswith(f'deeplabv3plus_{backbone}-d{os_}_') and
-                    re.search(rf'_{dataset}-\d+x\d+\.py$', n)
-                    for n in names), (backbone, os_, dataset)
+    """Every DeepLab v3+ backbone beyond the zoo's checkpoints has a config
+    for every output stride and data set that any of them has, and every
+    data set base is used."""
+    recipe_names = [m for _, m in recipes()]
+    assert all(recipe_names), 'see test_config_builds_and_agrees_with_its_name'
+    zoo_names = {osp.basename(p) for p in ZOO_CONFIGS}
+    v3plus = [m for m in recipe_names if m['algo'] == 'deeplabv3plus']
+    backbones = {m['backbone'] for m in v3plus
+                 if m.string not in zoo_names}
+    datasets = {m['dataset'] for m in v3plus}
+    strides = {m['os'] for m in v3plus if m['backbone'] in backbones}
+    assert len(backbones) >= 2 and len(datasets) >= 2 and len(strides) >= 2
+    have = {(m['backbone'], m['os'], m['dataset']) for m in v3plus}
+    missing = [(b, f'd{os_}', d) for b in sorted(backbones)
+               for os_ in sorted(strides) for d in sorted(datasets)
+               if (b, os_, d) not in have]
+    assert not missing, f'deeplabv3plus configs missing: {missing}'
+    used = {b for leaf in LEAVES for b in base_files(leaf)}
+    for base in glob.glob(osp.join(CONFIG_ROOT, '_base_', '*', '*.py')):
+        assert base in used, f'{base} is used by no config'
     for path in ZOO_CONFIGS:
         assert osp.isfile(osp.join(REPO, 'configs', path)), path
+
+
+def check_backbone_name(name, backbone, bb):
+    """The name's backbone ('xception41', 'r101', 'mobilenetv2-dm05') is
+    the config's backbone: its letters name the type, its number is the
+    architecture argument, its modifiers are arguments."""
+    token, *modifiers = backbone.split('-')
+    letters, number = re.fullmatch(r'([a-z]+?)(\d*)', token).groups()
+    kind = bb.type.lower()
+    assert letters in kind, f'{name}: {bb.type} is no {letters}'
+    args = [a for a in ARCH_ARGUMENTS if a in bb]
+    if number and args:
+        assert bb[args[0]] == int(number), (name, args[0], bb[args[0]])
+    else:
+        assert token in kind, f'{name}: {bb.type} is no {token}'
+    given = {}
+    for modifier in modifiers:
+        abbr, digits = re.fullmatch(r'([a-z]+)(\d+)', modifier).groups()
+        assert abbr in MODIFIERS, f'{name}: unknown modifier {modifier}'
+        given[abbr] = float(f'{digits[0]}.{digits[1:] or 0}')
+    for abbr, (arg, default) in MODIFIERS.items():
+        if abbr in given or arg in bb:
+            assert bb.get(arg, default) == given.get(abbr, default), (
+                name, arg, bb.get(arg))
+
+
+def measured_output_stride(model, head_cfg, size=512):
+    """The stride of the feature the head's main input reads, from a
+    forward pass on the meta device (shapes only)."""
+    model.eval()
+    with torch.device('meta'):
+        feats = model.backbone(torch.empty(1, 3, size, size))
+    feat = feats[head_cfg.get('in_index', -1)]
+    assert size % feat.shape[-1] == 0, feat.shape
+    return size // feat.shape[-1]
 
 
 @pytest.mark.parametrize('path', LEAVES, ids=osp.basename)
@@ -65,44 +175,43 @@ def test_config_builds_and_agrees_with_its_name(path):
     register_all_modules()
     cfg = Config.fromfile(path)
     name = osp.basename(path)
-    if 'demo' not in path:
-        m = NAME.match(name)
-        assert m, f'{name} does not follow mmseg naming'
-        algo, backbone, os_, gpus, batch, _, dataset, h, w = m.groups()
-        os_ = int(os_)
-        assert cfg.train_dataloader.batch_size == int(batch)
-        assert tuple(cfg.crop_size) == (int(h), int(w))
-        # base LR 0.007 at batch 16, scaled linearly (fine-tunes: 0.001)
-        lr = cfg.optim_wrapper.optimizer.lr
-        expected = 0.001 if 'pre-' in dataset else 0.007 * int(gpus) * int(
-            batch) / 16
-        assert lr == pytest.approx(expected)
-        bb, head = cfg.model.backbone, cfg.model.decode_head
-        if backbone.startswith('xception'):
-            assert bb.type == 'AlignedXception'
-            assert bb.arch == int(backbone[-2:])
-            assert bb.output_stride == os_
-        elif backbone.startswith('mobilenetv2'):
-            assert bb.type == 'MobileNetV2TF'
-            assert bb.depth_multiplier == (0.5 if 'dm05' in backbone
-                                           else 1.0)
-            assert bb.output_stride == os_
-        else:
-            strides = {8: (1, 2, 1, 1), 16: (1, 2, 2, 1)}[os_]
-            assert tuple(bb.strides) == strides
-        if algo == 'dpc':
-            # the cell's rates follow the output stride
-            assert head.type == 'DensePredictionCellHead'
-            assert head.output_stride == os_
-        elif backbone.startswith('mobilenetv2'):
-            # the zoo's MobileNetV2 heads have no atrous branch
-            assert tuple(head.dilations) == (1, )
-        else:
-            assert tuple(head.dilations) == RATES[os_]
-        # DeepLab v3 has no decoder, v3+ (and DPC) has one
-        assert (head.c1_in_channels > 0) == (algo != 'deeplabv3')
     with torch.device('meta'):
         model = MODELS.build(cfg.model)
+    if not is_demo(path):
+        m = NAME.match(name)
+        assert m, f'{name} does not follow mmseg naming'
+        algo, backbone, os_ = m['algo'], m['backbone'], int(m['os'])
+        gpus, batch, dataset = int(m['gpus']), int(m['batch']), m['dataset']
+        assert algo in ALGORITHMS, f'{name}: unknown algorithm {algo}'
+        assert osp.basename(osp.dirname(path)) == algo, (
+            f'{name} belongs in configs/{algo}/')
+        assert cfg.train_dataloader.batch_size == batch
+        assert tuple(cfg.crop_size) == (int(m['h']), int(m['w']))
+        # base LR 0.007 at batch 16, scaled linearly (fine-tunes: 0.001)
+        lr = cfg.optim_wrapper.optimizer.lr
+        expected = 0.001 if 'pre-' in dataset else 0.007 * gpus * batch / 16
+        assert lr == pytest.approx(expected)
+        bb, head = cfg.model.backbone, cfg.model.decode_head
+        check_backbone_name(name, backbone, bb)
+        # the output stride in the name is the backbone's: its argument, or
+        # measured where it has none (strides and dilations per stage)
+        if 'output_stride' in bb:
+            assert bb.output_stride == os_
+        else:
+            measured = measured_output_stride(model, head)
+            assert measured == os_, f'{name}: the backbone has OS {measured}'
+        if 'output_stride' in head:  # e.g. the DPC's rates follow it
+            assert head.output_stride == os_
+        if 'head' in ALGORITHMS[algo]:
+            assert head.type == ALGORITHMS[algo]['head']
+        if 'dilations' in head:
+            # as many ASPP branches as the model base (the zoo's
+            # MobileNetV2 heads have no atrous branch), rates for the OS
+            base = base_head(model_base(path))
+            assert len(head.dilations) == len(base.dilations), name
+            assert tuple(head.dilations) == RATES[os_][:len(head.dilations)]
+        # DeepLab v3 has no decoder, v3+ (and DPC) has one
+        assert (head.c1_in_channels > 0) == ALGORITHMS[algo]['decoder']
     assert model.decode_head.num_classes == cfg.model.decode_head.num_classes
     if cfg.model.backbone.type in BACKBONE_CONVS:
         # what the converter computes from the config, without the model

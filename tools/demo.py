@@ -47,7 +47,7 @@ def parse_args():
 
 
 def run(step, *args):
-    """Run one of our tools like a user, streaming its output; return it."""
+    """Run one of our tools like a user, streaming its progress."""
     print(f'\n==> {step}: python {" ".join(args)}', flush=True)
     proc = subprocess.Popen([sys.executable, *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -62,14 +62,13 @@ def run(step, *args):
     if proc.wait() != 0:
         sys.stdout.write(''.join(lines[-60:]))
         sys.exit(f'{step} failed (exit {proc.returncode})')
-    return ''.join(lines)
 
 
 def main():
     args = parse_args()
     from deeplabplus_mm.apis import Segmenter
     from deeplabplus_mm.apis.demo import (last_checkpoint, latest_scalars,
-                                          parse_test_output, save_summary,
+                                          read_test_metrics, save_summary,
                                           trivial_miou, write_demo_config)
     from deeplabplus_mm.datasets.synthetic import make_synthetic_voc
     from deeplabplus_mm.visualization import plot_training_curves, save_grid
@@ -88,11 +87,13 @@ def main():
     ckpt = last_checkpoint(train_dir)
     results = {}
     for name, extra in (('single-scale', []), ('TTA', ['--tta'])):
-        out = run(f'test ({name})', 'tools/test.py', config, ckpt,
-                  '--work-dir', osp.join(args.work_dir, f'test_{name}'),
-                  *extra)
-        results[name] = parse_test_output(out)
-        print(results[name]['table'])
+        test_dir = osp.join(args.work_dir, f'test_{name}')
+        run(f'test ({name})', 'tools/test.py', config, ckpt, '--work-dir',
+            test_dir, *extra)
+        results[name] = read_test_metrics(test_dir)
+        per_class = results[name]['per_class_iou'].items()
+        print(f'IoU per class ({name}):',
+              ', '.join(f'{c} {v:.2f}' for c, v in per_class))
 
     # pictures: prediction grid and curves
     val_list = osp.join(args.data_root, 'ImageSets/Segmentation/val.txt')

@@ -6,7 +6,8 @@ from typing import Callable, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..visualization import overlay, save_palette_mask, write_image
+from ..datasets.voc_meta import save_palette_png
+from ..visualization import overlay, write_image
 from .video import open_video, segment_video
 
 Failure = Tuple[str, str]
@@ -30,8 +31,8 @@ def segment_images(segmenter: Callable[[str], np.ndarray],
         try:
             label = segmenter(path)
             image = cv2.imread(path, cv2.IMREAD_COLOR)
-            save_palette_mask(osp.join(out_dir, stem + '.png'), label,
-                              segmenter.palette)
+            save_palette_png(osp.join(out_dir, stem + '.png'), label,
+                             segmenter.palette)
             write_image(osp.join(out_dir, stem + '_overlay.jpg'),
                         overlay(image, label, segmenter.palette))
         except Exception as e:  # report by name, go on with the others

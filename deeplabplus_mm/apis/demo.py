@@ -1,13 +1,14 @@
 """The pieces of ``make demo`` that are worth testing: the derived config,
-reading results out of the tools' output, the trivial baseline."""
+reading the metrics the test runs wrote, the trivial baseline."""
 import glob
 import json
 import os.path as osp
-import re
 from typing import Dict, List, Optional
 
 import numpy as np
 from PIL import Image
+
+from ..datasets.voc_meta import IGNORE_INDEX, NUM_CLASSES
 
 
 def write_demo_config(path: str, base_config: str, data_root: str,
@@ -16,10 +17,13 @@ def write_demo_config(path: str, base_config: str, data_root: str,
                       crop: Optional[int] = None) -> str:
     """A config that inherits ``base_config`` and points it at
     ``data_root`` (and, optionally, a shorter schedule, other loader
-    workers or a smaller square training crop)."""
+    workers or a smaller square training crop). Its test evaluator is
+    :class:`~deeplabplus_mm.evaluation.PerClassIoUMetric`, so the test runs
+    write the per-class IoU with the means (:func:`read_test_metrics`)."""
     root = osp.abspath(data_root)
     loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
     cfg = {name: dict(dataset=dict(data_root=root)) for name in loaders}
+    cfg['test_evaluator'] = dict(type='PerClassIoUMetric')
     if iters is not None:
         warmup, every = max(1, iters // 10), max(1, iters // 3)
         cfg['param_scheduler'] = [
@@ -61,32 +65,51 @@ def _cropped_pipeline(base_config: str, crop: int) -> List[dict]:
     return pipeline
 
 
-def parse_test_output(text: str) -> Dict:
-    """mIoU, aAcc, mAcc and the per-class IoU table printed by
-    ``tools/test.py`` (mmseg's IoUMetric)."""
-    found = re.findall(r'aAcc: (\S+)\s+mIoU: (\S+)\s+mAcc: (\S+)', text)
-    if not found:
-        raise ValueError('no metrics in the output of tools/test.py')
-    a_acc, miou, m_acc = (float(v) for v in found[-1])
-    per_class = {}
-    table = text[text.rfind('per class results'):]
-    for name, iou in re.findall(r'\|\s*([\w ]+?)\s*\|\s*([\d.]+|nan)\s*\|',
-                                table):
-        if name != 'Class':
-            per_class[name] = float(iou)
-    lines = [l for l in table.splitlines() if l.startswith(('+', '|'))]
-    return dict(aAcc=a_acc, mIoU=miou, mAcc=m_acc, per_class_iou=per_class,
-                table='\n'.join(lines))
+def read_test_metrics(work_dir: str) -> Dict:
+    """The metrics of the latest ``tools/test.py --work-dir work_dir`` run,
+    as the runner wrote them (mmengine's ``LoggerHook``:
+    ``<work_dir>/<timestamp>/<timestamp>.json``).
+
+    Args:
+        work_dir: The test run's work dir.
+
+    Returns:
+        dict: ``aAcc``, ``mIoU``, ``mAcc`` and ``per_class_iou``
+        (``{class: IoU}``, NaN for absent classes), in percent.
+
+    Raises:
+        FileNotFoundError: No test run wrote its metrics there.
+        ValueError: The metrics lack the means or the per-class IoU (the
+            test evaluator must be :class:`PerClassIoUMetric`).
+    """
+    runs = sorted(
+        path for path in glob.glob(osp.join(work_dir, '*', '*.json'))
+        if osp.basename(path) == osp.basename(osp.dirname(path)) + '.json')
+    if not runs:
+        raise FileNotFoundError(
+            f'no test metrics (<timestamp>/<timestamp>.json) under {work_dir}')
+    with open(runs[-1]) as f:
+        record = json.load(f)
+    missing = [key for key in ('aAcc', 'mIoU', 'mAcc', 'per_class')
+               if key not in record]
+    if missing or 'IoU' not in record['per_class']:
+        raise ValueError(f'{runs[-1]}: no {", ".join(missing) or "IoU"} in '
+                         'the test metrics (test_evaluator must be '
+                         'PerClassIoUMetric)')
+    return dict(aAcc=record['aAcc'], mIoU=record['mIoU'],
+                mAcc=record['mAcc'],
+                per_class_iou=record['per_class']['IoU'])
 
 
-def trivial_miou(mask_paths: List[str], num_classes: int = 21) -> float:
+def trivial_miou(mask_paths: List[str],
+                 num_classes: int = NUM_CLASSES) -> float:
     """mIoU (%) of predicting background everywhere, computed as mmseg's
     IoUMetric does (classes absent from the ground truth are NaN and left
-    out; 255 ignored)."""
+    out; the ignore index is left out)."""
     hist = np.zeros(num_classes, np.int64)
     for path in mask_paths:
         label = np.array(Image.open(path))
-        label = label[label != 255]
+        label = label[label != IGNORE_INDEX]
         hist += np.bincount(label, minlength=num_classes)[:num_classes]
     present = hist > 0
     ious = np.zeros(num_classes)

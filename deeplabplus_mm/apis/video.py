@@ -15,7 +15,8 @@ from typing import Callable, Iterator, NamedTuple, Optional
 import cv2
 import numpy as np
 
-from ..visualization import overlay, save_palette_mask
+from ..datasets.voc_meta import save_palette_png
+from ..visualization import overlay
 
 __all__ = [
     'IMAGE_EXTS', 'VIDEO_EXTS', 'VideoInfo', 'VideoResult', 'list_media',
@@ -133,8 +134,8 @@ def segment_video(segment: Callable[[np.ndarray], np.ndarray],
             label = segment(frame)
             writer.write(overlay(frame, label, palette))
             if tmp_masks:
-                save_palette_mask(osp.join(tmp_masks, f'{frames:06d}.png'),
-                                  label, palette)
+                save_palette_png(osp.join(tmp_masks, f'{frames:06d}.png'),
+                                 label, palette)
             frames += 1
             if bar is not None:
                 bar.update()

@@ -4,7 +4,9 @@ Importing this package registers :class:`PascalVOCAugDataset`,
 :class:`COCOVOCDataset` (mmseg ``DATASETS``) and :class:`LoadVOCAnnotations`
 (mmseg ``TRANSFORMS``). The offline converters live in
 :mod:`deeplabplus_mm.datasets.preparation` (imported on demand by
-``tools/dataset_converters/``).
+``tools/dataset_converters/``). VOC's facts (classes, palette, number of
+classes, ignore index) and the palette-PNG writer are in
+:mod:`deeplabplus_mm.datasets.voc_meta`.
 """
 from .coco_voc import COCO_TO_VOC, VOC_COCO_CLASSES, COCOVOCDataset
 from .synthetic import make_synthetic_voc

@@ -17,7 +17,10 @@ from typing import Dict, Sequence, Tuple
 
 import cv2
 import numpy as np
-from PIL import Image
+
+# VOC_PALETTE is re-exported for code that imported it from here; new code
+# takes VOC's facts and the writer from .voc_meta.
+from .voc_meta import IGNORE_INDEX, VOC_PALETTE, save_palette_png  # noqa: F401
 
 # VOC class index -> (shape, base BGR colour, texture). Distinct on purpose:
 # the task is learnable, but only from shape, colour *and* texture together
@@ -30,32 +33,6 @@ OBJECT_CLASSES: Dict[int, Tuple[str, Tuple[int, int, int], str]] = {
     12: ('star', (190, 60, 190), 'waves'),  # dog: magenta
     15: ('ellipse', (170, 170, 170), 'noise'),  # person: grey
 }
-VOC_PALETTE = np.array(
-    [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128],
-     [128, 0, 128], [0, 128, 128], [128, 128, 128], [64, 0, 0], [192, 0, 0],
-     [64, 128, 0], [192, 128, 0], [64, 0, 128], [192, 0, 128],
-     [64, 128, 128], [192, 128, 128], [0, 64, 0], [128, 64, 0], [0, 192, 0],
-     [128, 192, 0], [0, 64, 128]],
-    dtype=np.uint8)
-IGNORE_INDEX = 255
-
-
-def voc_palette_flat() -> list:
-    """The 256-entry VOC palette as a flat list for ``PIL.Image.putpalette``
-    (21 class colours, index 255 white for "void")."""
-    palette = np.zeros((256, 3), np.uint8)
-    palette[:len(VOC_PALETTE)] = VOC_PALETTE
-    palette[IGNORE_INDEX] = 224, 224, 192  # VOC's void colour
-    return palette.reshape(-1).tolist()
-
-
-def save_palette_png(path: str, mask: np.ndarray) -> None:
-    """Write a uint8 label map as a VOC palette PNG, atomically."""
-    img = Image.fromarray(mask.astype(np.uint8), mode='P')
-    img.putpalette(voc_palette_flat())
-    tmp = f'{path}.tmp.png'
-    img.save(tmp)
-    os.replace(tmp, path)
 
 
 def _texture(kind: str, h: int, w: int, rng: np.random.Generator):

@@ -27,7 +27,7 @@ import numpy as np
 from mmengine.utils import track_parallel_progress, track_progress
 from PIL import Image
 
-IGNORE_INDEX = 255
+from .voc_meta import IGNORE_INDEX
 
 # PIL modes that hold one label per pixel. Palette PNGs (VOC, our tools) are
 # read as palette indices, never as colours.

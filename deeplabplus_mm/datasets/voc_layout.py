@@ -2,9 +2,10 @@
 import os.path as osp
 from typing import List
 
-from mmseg.datasets import BaseSegDataset, PascalVOCDataset
+from mmseg.datasets import BaseSegDataset
 
 from .utils import find_missing_files, format_missing, read_split_names
+from .voc_meta import VOC_METAINFO
 
 
 class VOCLayoutDataset(BaseSegDataset):
@@ -33,7 +34,7 @@ class VOCLayoutDataset(BaseSegDataset):
         seg_map_suffix: Label map file suffix.
         **kwargs: Passed to mmseg's ``BaseSegDataset``.
     """
-    METAINFO = PascalVOCDataset.METAINFO
+    METAINFO = VOC_METAINFO
     # Printed under the list of missing files: how to make them.
     missing_hint = ''
 

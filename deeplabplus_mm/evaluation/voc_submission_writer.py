@@ -4,13 +4,9 @@ import os.path as osp
 from typing import Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
-from mmseg.datasets import PascalVOCDataset
 from mmseg.registry import METRICS
 
-from ..visualization import save_palette_mask
-
-VOC_CLASSES = PascalVOCDataset.METAINFO['classes']
-VOC_PALETTE = PascalVOCDataset.METAINFO['palette']
+from ..datasets.voc_meta import VOC_CLASSES, save_palette_png
 
 
 @METRICS.register_module()
@@ -38,8 +34,7 @@ class VOCSubmissionWriter(BaseMetric):
         for sample in data_samples:
             name = osp.splitext(osp.basename(sample['img_path']))[0]
             pred = sample['pred_sem_seg']['data'][0].cpu().numpy()
-            save_palette_mask(osp.join(self.folder, name + '.png'), pred,
-                              VOC_PALETTE)
+            save_palette_png(osp.join(self.folder, name + '.png'), pred)
             self.results.append(name)
 
     def compute_metrics(self, results: list) -> dict:
@@ -52,7 +47,7 @@ def add_voc_submission_writer(cfg, output_dir: str) -> bool:
     from mmseg.registry import DATASETS
     dataset_cls = DATASETS.get(cfg.test_dataloader.dataset.type)
     classes = getattr(dataset_cls, 'METAINFO', {}).get('classes')
-    if tuple(classes or ()) != tuple(VOC_CLASSES):
+    if tuple(classes or ()) != VOC_CLASSES:
         return False
     evaluators = cfg.test_evaluator
     if not isinstance(evaluators, (list, tuple)):

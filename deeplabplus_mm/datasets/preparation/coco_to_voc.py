@@ -34,13 +34,11 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..coco_voc import COCO_TO_VOC, VOC_COCO_CLASSES
-from ..synthetic import save_palette_png
-from ..utils import (IGNORE_INDEX, DatasetError, find_missing_files,
-                     first_existing_dir, format_missing, image_size,
-                     is_up_to_date, read_label_map, run_parallel,
-                     write_text_atomic)
-
-NUM_CLASSES = 21
+from ..utils import (DatasetError, find_missing_files, first_existing_dir,
+                     format_missing, image_size, is_up_to_date,
+                     read_label_map, run_parallel, write_text_atomic)
+from ..voc_meta import (IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES,
+                        save_palette_png)
 
 
 class Instance(NamedTuple):
@@ -83,7 +81,6 @@ class COCOVOCSummary:
 
     def report(self) -> str:
         """Counts and the class histogram, as printed by the tool."""
-        names = ['background'] + [voc for voc, _, _ in VOC_COCO_CLASSES]
         lines = [
             f'COCO {self.split} -> VOC: kept {len(self.kept)} images, '
             f'dropped {len(self.dropped)} (fewer than {self.min_pixels} '
@@ -93,11 +90,12 @@ class COCOVOCSummary:
             'class histogram over kept images (images containing the class, '
             'pixels):',
         ]
-        for label, name in enumerate(names):
+        for label, name in enumerate(VOC_CLASSES):
             lines.append(f'  {label:2d} {name:<12} '
                          f'{int(self.class_images[label]):>8} images '
                          f'{int(self.class_pixels[label]):>14} pixels')
-        lines.append(f'  255 ignore (crowd)   {self.ignore_pixels:>14} pixels')
+        lines.append(f'  {IGNORE_INDEX} ignore (crowd)   '
+                     f'{self.ignore_pixels:>14} pixels')
         return '\n'.join(lines)
 
 

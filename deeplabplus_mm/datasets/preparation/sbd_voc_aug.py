@@ -30,14 +30,13 @@ from typing import List, NamedTuple, Sequence
 import numpy as np
 from scipy.io import loadmat
 
-from ..synthetic import save_palette_png
-from ..utils import (IGNORE_INDEX, DatasetError, check_label_values,
-                     find_missing_files, format_missing, image_size,
-                     is_up_to_date, read_label_map, read_split_names,
-                     run_parallel, write_text_atomic)
+from ..utils import (DatasetError, check_label_values, find_missing_files,
+                     format_missing, image_size, is_up_to_date,
+                     read_label_map, read_split_names, run_parallel,
+                     write_text_atomic)
+from ..voc_meta import IGNORE_INDEX, NUM_CLASSES, save_palette_png
 
 VOC_AUG_SIZE = 10582
-NUM_CLASSES = 21
 
 
 class MaskTask(NamedTuple):

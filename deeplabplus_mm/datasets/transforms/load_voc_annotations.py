@@ -5,8 +5,8 @@ import mmengine.fileio as fileio
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
 
-from ..utils import (IGNORE_INDEX, DatasetError, check_label_values,
-                     decode_label_map)
+from ..utils import DatasetError, check_label_values, decode_label_map
+from ..voc_meta import IGNORE_INDEX, NUM_CLASSES
 
 
 @TRANSFORMS.register_module()
@@ -46,7 +46,7 @@ class LoadVOCAnnotations(LoadAnnotations):
     """
 
     def __init__(self,
-                 num_classes: int = 21,
+                 num_classes: int = NUM_CLASSES,
                  ignore_index: int = IGNORE_INDEX,
                  check_size: bool = True,
                  backend_args: Optional[dict] = None) -> None:

@@ -11,13 +11,11 @@ PyTorch parameter name by a handful of renames (the table in
     xception_65/middle_flow/block1/unit_3/xception_module/separable_conv2_depthwise/BatchNorm/gamma
         -> middle_flow.block1.unit_3.separable_conv2.depthwise_conv.bn.weight
 """
-import contextlib
 from typing import List, Optional, Sequence, Tuple
 
 import torch.nn as nn
-import torch.nn.functional as F
-import torch.utils.checkpoint as cp
-from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
+from mmcv.cnn import (ConvModule, DepthwiseSeparableConvModule,
+                      build_activation_layer)
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
@@ -25,31 +23,23 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 # The architecture as data, shared with the TF checkpoint converter.
 from ...archs.xception import ARCH_SETTINGS, LOW_LEVEL_BLOCK
+from ..utils import checkpoint_forward
 
 
-class _KeepNormStats:
-    """Undo BN running-stat updates made inside the block: gradient
-    checkpointing re-runs the forward pass during backward, which must not
-    count the batch twice."""
-
-    def __init__(self, module: nn.Module):
-        self.norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
-
-    def __enter__(self):
-        self.saved = [[b.clone() for b in m.buffers()] for m in self.norms]
-
-    def __exit__(self, *exc):
-        for m, saved in zip(self.norms, self.saved):
-            for buf, value in zip(m.buffers(), saved):
-                buf.copy_(value)
+def _out_of_place(act: nn.Module) -> nn.Module:
+    """``act`` with in-place operation turned off (where it has it)."""
+    if getattr(act, 'inplace', False):
+        act.inplace = False
+    return act
 
 
 class XceptionModule(BaseModule):
     """TF ``xception_module``: three separable 3x3 convs plus a skip.
 
-    With ``act_in_sepconv=False`` a ReLU is applied to the *input* of each
-    separable conv (out of place: the skip must see the pre-ReLU input) and
-    none inside; with ``True`` each separable conv is dw-BN-ReLU-pw-BN-ReLU.
+    With ``act_in_sepconv=False`` the activation (``act_cfg``, TF's ReLU by
+    default) is applied to the *input* of each separable conv (out of place:
+    the skip must see the pre-activation input) and none inside; with
+    ``True`` each separable conv is dw-BN-act-pw-BN-act.
     The stride sits on the 3rd depthwise conv and on the 1x1 shortcut; the
     depthwise convs use ``rate * unit_rates[i]``. Every 3x3 conv pads
     symmetrically by its dilation, which equals both TF's explicit
@@ -60,7 +50,8 @@ class XceptionModule(BaseModule):
     """
 
     def __init__(self, in_channels, depths, stride, rate, unit_rates, skip,
-                 act_in_sepconv, norm_cfg, with_cp=False, init_cfg=None):
+                 act_in_sepconv, norm_cfg, with_cp=False,
+                 act_cfg=dict(type='ReLU'), init_cfg=None):
         super().__init__(init_cfg)
         if skip not in ('conv', 'sum', 'none'):
             raise ValueError(f'unknown skip type {skip!r}')
@@ -70,7 +61,12 @@ class XceptionModule(BaseModule):
         self.skip = skip
         self.act_in_sepconv = act_in_sepconv
         self.with_cp = with_cp
-        act_cfg = dict(type='ReLU') if act_in_sepconv else None
+        if not act_in_sepconv:
+            # One activation per separable conv (parametric ones such as
+            # PReLU get their own weights), never in place.
+            self.pre_acts = nn.ModuleList(
+                _out_of_place(build_activation_layer(act_cfg))
+                for _ in depths)
         channels = in_channels
         for i, depth in enumerate(depths):
             dilation = rate * unit_rates[i]
@@ -84,7 +80,7 @@ class XceptionModule(BaseModule):
                     padding=dilation,
                     dilation=dilation,
                     norm_cfg=norm_cfg,
-                    act_cfg=act_cfg))
+                    act_cfg=act_cfg if act_in_sepconv else None))
             channels = depth
         if skip == 'conv':
             self.shortcut = ConvModule(
@@ -100,7 +96,7 @@ class XceptionModule(BaseModule):
         out = x
         for i in range(3):
             if not self.act_in_sepconv:
-                out = F.relu(out)  # never in place: ``x`` is the skip input
+                out = self.pre_acts[i](out)  # ``x`` is the skip input
             out = getattr(self, f'separable_conv{i + 1}')(out)
             if i == 1:
                 low_level = out
@@ -111,14 +107,7 @@ class XceptionModule(BaseModule):
         return out, low_level
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(
-                self._forward,
-                x,
-                use_reentrant=False,
-                context_fn=lambda: (contextlib.nullcontext(),
-                                    _KeepNormStats(self)))
-        return self._forward(x)
+        return checkpoint_forward(self, self._forward, x, self.with_cp)
 
 
 @MODELS.register_module()
@@ -150,6 +139,10 @@ class AlignedXception(BaseModule):
             ``frozen_stages`` blocks; -1 freezes nothing.
         norm_cfg (dict): Norm layer config. Default: BN with TF's epsilon
             1e-3 and momentum 1 - 0.9997.
+        act_cfg (dict): Activation (mmcv ``build_activation_layer`` config)
+            of the stem convs and of every separable conv. Default: ReLU,
+            as TF builds it; the default's module and parameter names are
+            those of the TF checkpoint converter.
         norm_eval (bool): Keep norm layers in eval mode while training.
         with_cp (bool): Gradient checkpointing of every unit.
         init_cfg (dict | list[dict], optional): Initialisation config, e.g.
@@ -167,6 +160,7 @@ class AlignedXception(BaseModule):
                  frozen_stages: int = -1,
                  norm_cfg: dict = dict(
                      type='BN', eps=1e-3, momentum=3e-4, requires_grad=True),
+                 act_cfg: dict = dict(type='ReLU'),
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None):
@@ -208,7 +202,7 @@ class AlignedXception(BaseModule):
         def stem_conv(in_channels, out_channels, stride):
             return ConvModule(in_channels, out_channels, 3, stride=stride,
                               padding=1, bias=False, norm_cfg=norm_cfg,
-                              act_cfg=dict(type='ReLU'))
+                              act_cfg=act_cfg)
 
         self.entry_flow = nn.ModuleDict(
             dict(conv1_1=stem_conv(3, 32, 2), conv1_2=stem_conv(32, 64, 1)))
@@ -235,7 +229,8 @@ class AlignedXception(BaseModule):
                 units[f'unit_{u + 1}'] = XceptionModule(
                     in_channels, block.depths, stride, unit_rate,
                     self.multi_grid if block.multi_grid else (1, 1, 1),
-                    block.skip, block.act_in_sepconv, norm_cfg, with_cp)
+                    block.skip, block.act_in_sepconv, norm_cfg, with_cp,
+                    act_cfg)
                 in_channels = block.depths[-1]
             getattr(self, flow)[name] = units
             self.block_names.append(f'{flow}.{name}')

@@ -16,11 +16,9 @@ TF's 'SAME' (0 top/left, 1 bottom/right on even sizes at stride 2), uses
 BN eps 1e-3, keeps the backbone output linear (no ReLU after the last
 ``project``) and does not build the 1280-channel ``Conv_1``.
 """
-import contextlib
 from typing import List, Optional, Sequence, Tuple
 
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
@@ -28,7 +26,7 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...archs import mobilenet_v2 as arch
-from .aligned_xception import _KeepNormStats
+from ..utils import checkpoint_forward
 
 
 def tf_same_pad(x: Tensor, kernel_size: int, stride: int) -> Tensor:
@@ -101,14 +99,7 @@ class ExpandedConv(BaseModule):
         return out, depthwise
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(
-                self._forward,
-                x,
-                use_reentrant=False,
-                context_fn=lambda: (contextlib.nullcontext(),
-                                    _KeepNormStats(self)))
-        return self._forward(x)
+        return checkpoint_forward(self, self._forward, x, self.with_cp)
 
 
 @MODELS.register_module()

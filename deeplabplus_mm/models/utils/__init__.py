@@ -1,7 +1,8 @@
 from .fuse import (fold_sites, fusable_conv_modules, fuse_conv_bn,
                    prepare_for_inference)
+from .grad_checkpoint import KeepNormStats, checkpoint_forward
 
 __all__ = [
-    'fold_sites', 'fuse_conv_bn', 'fusable_conv_modules',
-    'prepare_for_inference'
+    'KeepNormStats', 'checkpoint_forward', 'fold_sites', 'fuse_conv_bn',
+    'fusable_conv_modules', 'prepare_for_inference'
 ]
