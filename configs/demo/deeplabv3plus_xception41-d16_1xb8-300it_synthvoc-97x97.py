@@ -8,6 +8,10 @@ _base_ = [
     '../_base_/default_runtime.py', '../_base_/schedules/schedule_30k.py'
 ]
 crop_size = (97, 97)
+# Plain NCHW training: at 97x97 channels_last is slower (0.86x for
+# Xception-41 OS16, batch 2: tools/benchmarks/model.py --size 97 --cases
+# xception41-d16 --modes train --variants base,cl-input), unlike at 513.
+train_channels_last = False
 data_root = 'data/synthvoc'
 # A from-scratch run of a few hundred iterations: TF's BN momentum 3e-4
 # would leave the running statistics at their initial values.

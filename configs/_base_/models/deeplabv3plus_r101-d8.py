@@ -41,3 +41,7 @@ model = dict(
             type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
+# No channels_last training (ChannelsLastTrainingHook): mmseg's ResNet-101
+# gains nothing from it at 513x513, batch 2 (1.00x, tools/benchmarks/
+# model.py --cases r101-d16 --modes train --variants base,cl-input).
+train_channels_last = False
