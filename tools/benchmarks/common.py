@@ -121,8 +121,10 @@ def median(values):
     return statistics.median(values)
 
 
-def _busy_ticks():
-    """(all CPUs' busy ticks, this process's ticks) or None off Linux."""
+def busy_ticks(children: bool = False):
+    """(all CPUs' busy ticks, this process's ticks) or None off Linux;
+    ``children``: this process's ticks include its children once waited
+    for (cutime + cstime)."""
     try:
         with open('/proc/stat') as f:
             fields = [int(v) for v in f.readline().split()[1:]]
@@ -133,7 +135,8 @@ def _busy_ticks():
     # user nice system idle iowait irq softirq steal: idle and iowait are
     # not busy; guest time is already part of user.
     busy = sum(fields[:8]) - fields[3] - fields[4]
-    return busy, int(own[11]) + int(own[12])  # utime + stime, all threads
+    # utime + stime (all threads) [+ cutime + cstime]
+    return busy, sum(int(v) for v in own[11:15 if children else 13])
 
 
 class Interference:
@@ -147,13 +150,13 @@ class Interference:
     HZ = os.sysconf('SC_CLK_TCK') if hasattr(os, 'sysconf') else 100
 
     def __enter__(self):
-        self.start = _busy_ticks()
+        self.start = busy_ticks()
         self.t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc):
         self.wall = time.perf_counter() - self.t0
-        end = _busy_ticks()
+        end = busy_ticks()
         if self.start is None or end is None:
             self.cores = 0.
         else:

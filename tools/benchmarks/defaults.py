@@ -165,23 +165,10 @@ class _Probe:
     children since creation, in cores."""
 
     def __init__(self):
-        self.start = self._ticks()
-
-    @staticmethod
-    def _ticks():
-        try:
-            with open('/proc/stat') as f:
-                fields = [int(v) for v in f.readline().split()[1:]]
-            with open('/proc/self/stat') as f:
-                own = f.read().rsplit(')', 1)[1].split()
-        except (OSError, ValueError, IndexError):
-            return None
-        busy = sum(fields[:8]) - fields[3] - fields[4]
-        # utime + stime + cutime + cstime (children once waited for)
-        return busy, sum(int(v) for v in own[11:15])
+        self.start = common.busy_ticks(children=True)
 
     def other_cores(self, wall):
-        end = self._ticks()
+        end = common.busy_ticks(children=True)
         if self.start is None or end is None:
             return float('nan')
         other = (end[0] - self.start[0]) - (end[1] - self.start[1])
