@@ -22,6 +22,18 @@ DEMO_CONFIG = osp.join(
     REPO, 'configs/demo/deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py')
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread in the test process for the test's duration (the
+    modules that build models in-process use it), whatever
+    OMP_NUM_THREADS says."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def build_model(config, seed=None):
     """The segmentor of ``config`` (a path or a Config's ``model`` already
     edited by the test) as tests use it: our and mmseg's modules
@@ -40,6 +52,32 @@ def build_model(config, seed=None):
     if seed is not None:
         torch.manual_seed(seed)
     return revert_sync_batchnorm(MODELS.build(model_cfg))
+
+
+def small_tf_segmentor(test_size=None):
+    """Xception-41 + TF head (32 channels), test images padded to
+    ``test_size`` when given, BN statistics measured on random images
+    (momentum 1) so that predictions vary over the image; eval mode."""
+    import torch
+    from mmengine.config import ConfigDict
+    norm_cfg = dict(type='BN', eps=1e-3, momentum=1.0)
+    preprocessor = dict(type='SegDataPreProcessor', mean=[127.5] * 3,
+                        std=[127.5] * 3, bgr_to_rgb=True)
+    if test_size is not None:
+        preprocessor['test_cfg'] = dict(size=test_size)
+    model = build_model(ConfigDict(
+        type='EncoderDecoder',
+        data_preprocessor=preprocessor,
+        backbone=dict(type='AlignedXception', arch=41, norm_cfg=norm_cfg),
+        decode_head=dict(type='DeepLabV3PlusTFHead', in_channels=2048,
+                         in_index=1, channels=32, c1_channels=8,
+                         num_classes=21, align_corners=True,
+                         norm_cfg=norm_cfg),
+        test_cfg=dict(mode='whole')), seed=0)
+    model.train()
+    with torch.no_grad():  # momentum 1: running stats = this batch's
+        model(torch.rand(2, 3, 65, 65) * 2 - 1, mode='tensor')
+    return model.eval()
 
 
 def calibrate_bn(model, size=65, batch=2, seed=0):

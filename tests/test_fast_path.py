@@ -27,15 +27,8 @@ HOOK_LINE = re.compile(r'FastInferenceHook: (test|validation) on a copy of '
                        r'weights in channels_last')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread in this process (as in test_fuse_and_benchmarks.py):
-    on a shared machine OpenMP threads waiting for each other make small
-    models many times slower. The tools run with torch's default."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread in this process (conftest.one_thread)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

@@ -27,14 +27,8 @@ ZOO_CONFIG = osp.join(
 ATOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared machine, OpenMP threads waiting for
-    each other make small models many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread in this process (conftest.one_thread)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def build_segmentor(arch=65):

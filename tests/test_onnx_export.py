@@ -30,14 +30,8 @@ EXPORT = 'tools/deployment/export_onnx.py'
 CONFIGS = osp.join(REPO, 'configs', 'deeplabv3plus')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared machine, OpenMP threads waiting for
-    each other make small models many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread in this process (conftest.one_thread)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def session(path):

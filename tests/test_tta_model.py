@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from mmcv.transforms import Compose
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
-from conftest import REPO, build_model
+from conftest import REPO, small_tf_segmentor
 
 VOC_BASE = osp.join(REPO, 'configs', '_base_', 'datasets',
                     'pascal_voc12_aug.py')
@@ -20,23 +20,9 @@ VOC_BASE = osp.join(REPO, 'configs', '_base_', 'datasets',
 
 @pytest.fixture(scope='module')
 def segmentor():
-    """Xception-41 + TF head, BN statistics measured on random images so
-    that predictions vary over the image."""
-    norm_cfg = dict(type='BN', eps=1e-3, momentum=1.0)
-    model = build_model(ConfigDict(
-        type='EncoderDecoder',
-        data_preprocessor=dict(type='SegDataPreProcessor', mean=[127.5] * 3,
-                               std=[127.5] * 3, bgr_to_rgb=True),
-        backbone=dict(type='AlignedXception', arch=41, norm_cfg=norm_cfg),
-        decode_head=dict(type='DeepLabV3PlusTFHead', in_channels=2048,
-                         in_index=1, channels=32, c1_channels=8,
-                         num_classes=21, align_corners=True,
-                         norm_cfg=norm_cfg),
-        test_cfg=dict(mode='whole')), seed=0)
-    model.train()
-    with torch.no_grad():  # momentum 1: running stats = this batch's
-        model(torch.rand(2, 3, 65, 65) * 2 - 1, mode='tensor')
-    return model.eval()
+    """Xception-41 + TF head with measured BN statistics
+    (conftest.small_tf_segmentor)."""
+    return small_tf_segmentor()
 
 
 @pytest.fixture(scope='module')

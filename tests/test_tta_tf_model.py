@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.config import ConfigDict
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from PIL import Image
 
-from conftest import REPO, build_model, run_tool, tiny_config
+from conftest import (REPO, build_model, run_tool, small_tf_segmentor,
+                      tiny_config)
 
 CROP = (65, 65)
 
@@ -29,23 +29,8 @@ CROP = (65, 65)
 @pytest.fixture(scope='module')
 def segmentor():
     """Xception-41 + TF head padding test images to 65x65, BN statistics
-    measured on random images so that predictions vary over the image."""
-    norm_cfg = dict(type='BN', eps=1e-3, momentum=1.0)
-    model = build_model(ConfigDict(
-        type='EncoderDecoder',
-        data_preprocessor=dict(type='SegDataPreProcessor', mean=[127.5] * 3,
-                               std=[127.5] * 3, bgr_to_rgb=True,
-                               test_cfg=dict(size=CROP)),
-        backbone=dict(type='AlignedXception', arch=41, norm_cfg=norm_cfg),
-        decode_head=dict(type='DeepLabV3PlusTFHead', in_channels=2048,
-                         in_index=1, channels=32, c1_channels=8,
-                         num_classes=21, align_corners=True,
-                         norm_cfg=norm_cfg),
-        test_cfg=dict(mode='whole')), seed=0)
-    model.train()
-    with torch.no_grad():  # momentum 1: running stats = this batch's
-        model(torch.rand(2, 3, 65, 65) * 2 - 1, mode='tensor')
-    return model.eval()
+    measured on random images (conftest.small_tf_segmentor)."""
+    return small_tf_segmentor(test_size=CROP)
 
 
 def make_image(h, w, seed):

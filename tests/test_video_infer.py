@@ -21,12 +21,8 @@ FRAME_SIZE = (96, 72)  # width, height
 ONE_THREAD = dict(OMP_NUM_THREADS='1')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread in this process (conftest.one_thread)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')
