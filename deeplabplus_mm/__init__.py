@@ -4,9 +4,10 @@ Importing the package registers everything in mmseg's registries, so a config
 needs only ``custom_imports = dict(imports=['deeplabplus_mm'])``.
 """
 from . import datasets, evaluation, models  # noqa: F401
-from .engine import register_safe_checkpoints
+from .engine import cache_config_formatting, register_safe_checkpoints
 from .version import __version__
 
 register_safe_checkpoints()
+cache_config_formatting()
 
 __all__ = ['__version__']

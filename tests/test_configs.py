@@ -264,3 +264,33 @@ def test_voc_family_datasets_load_generated_data(name, synth_voc, tmp_path):
     assert len(batch['inputs']) == 2
     sample = batch['data_samples'][0]
     assert sample.gt_sem_seg.data.shape[-2:] == batch['inputs'][0].shape[-2:]
+
+
+def test_config_text_is_formatted_once_and_unchanged():
+    """``import deeplabplus_mm`` memoises the yapf formatting behind
+    ``Config.pretty_text`` (a runner asks for it four times while it
+    starts): the text equals mmengine's unmemoised one, a second request
+    does not format again, another config's text is formatted anew."""
+    from mmengine.config import config as config_module
+
+    import deeplabplus_mm  # noqa: F401
+    from deeplabplus_mm.engine.config_text import _memoised
+    memo = config_module.FormatCode
+    uncached = memo.uncached
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return uncached(*args, **kwargs)
+
+    config_module.FormatCode = _memoised(counting)
+    try:
+        cfg = Config.fromfile(LEAVES[0])
+        first = cfg.pretty_text
+        assert cfg.pretty_text == first and len(calls) == 1
+        other = Config.fromfile(LEAVES[-1])
+        assert other.pretty_text != first and len(calls) == 2
+        config_module.FormatCode = uncached
+        assert cfg.pretty_text == first  # what mmengine itself gives
+    finally:
+        config_module.FormatCode = memo

@@ -92,6 +92,50 @@ def assert_same_predictions(tmp_path, fast_log, plain_log, num_norms):
     assert miou(fast_log) == miou(plain_log)
 
 
+def test_prepared_copy_leaves_the_model_untouched():
+    """FastInferenceHook's copy (``prepared_copy``): the same tensors,
+    values and layouts as ``prepare_for_inference`` on a deep copy, the
+    model's parameters and buffers neither replaced nor rewritten (values,
+    strides, storage), the weights it does not change shared, and the
+    predictions of the plain model."""
+    import copy
+
+    from conftest import small_tf_segmentor
+    from deeplabplus_mm.models.utils import (prepare_for_inference,
+                                             prepared_copy)
+    model = small_tf_segmentor()
+    before = {k: (t, t.clone(), t.stride(), t.data_ptr())
+              for k, t in model.state_dict(keep_vars=True).items()}
+    reference = copy.deepcopy(model)
+    folded = prepare_for_inference(reference, True, True)
+    fast, count = prepared_copy(model, True, True)
+    assert count == folded > 0
+    after = model.state_dict(keep_vars=True)
+    assert after.keys() == before.keys()
+    for key, (obj, value, stride, ptr) in before.items():
+        now = after[key]
+        assert now is obj and now.stride() == stride, key
+        assert now.data_ptr() == ptr and torch.equal(now, value), key
+    expected = reference.state_dict()
+    got = fast.state_dict()
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(got[key], value), key
+        assert got[key].stride() == value.stride(), key
+    head = model.decode_head.conv_seg
+    assert fast.decode_head.conv_seg.bias is head.bias  # 1-D: shared
+    assert fast.decode_head.conv_seg.weight is not head.weight
+    assert not fast.training
+    assert not any(isinstance(m, _BatchNorm) for m in fast.modules())
+    assert model.training is False and any(
+        isinstance(m, _BatchNorm) for m in model.modules())
+    x = torch.rand(1, 3, 65, 65) * 2 - 1
+    with torch.no_grad():
+        plain = model(x, mode='tensor')
+        diff = (fast(x, mode='tensor') - plain).abs().max().item()
+    assert diff <= ATOL * max(1., plain.abs().max().item())
+
+
 def test_test_py_default_is_fast_and_predicts_as_plain(tmp_path, calibrated):
     config, ckpt, num_norms = calibrated
     fast = run_test_tool('tools/test.py', config, ckpt, tmp_path / 'fast')

@@ -18,23 +18,24 @@ switch that turns it off is the config key ``fast_inference``::
 
 The hook never touches the runner's model: when the first batch of a
 validation or test epoch arrives (after every ``before_*_epoch`` hook, so
-an EMA hook has swapped its weights in), it deep-copies the model (a
-wrapper's ``module``; for TTA the whole TTA model, the segmentor inside it
-included), prepares the copy and lets the loop run on it; at the end of the
+an EMA hook has swapped its weights in), it copies the model (a wrapper's
+``module``; for TTA the whole TTA model, the segmentor inside it included:
+:func:`~deeplabplus_mm.models.utils.prepared_copy`, new modules and new
+folded / channels_last weights, the rest shared read-only), prepares the
+copy and lets the loop run on it; at the end of the
 epoch, before any other hook's ``after_*_epoch`` (a best-checkpoint save
 included), the runner's model is put back. Training therefore keeps its
 unfused BN, and the weights, BN buffers and checkpoints of a run are
 bit-identical to a run without the hook (tested). The copy costs one more
-set of weights in memory while it lives (Xception-65: 160 MB).
+set of weights in memory while it lives (Xception-65: 160 MB; a deep copy
+held the model's weights a third time until they were folded).
 """
-import copy
-
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-from ..models.utils import prepare_for_inference
+from ..models.utils import prepared_copy
 
 SWITCH = 'fast_inference'
 
@@ -103,9 +104,8 @@ class FastInferenceHook(Hook):
                     f'the model; {what} with the plain model')
                 return
             model = model.module
-        fast = copy.deepcopy(model)
-        folded = prepare_for_inference(fast, self.fuse_conv_bn,
-                                       self.channels_last)
+        fast, folded = prepared_copy(model, self.fuse_conv_bn,
+                                     self.channels_last)
         self._saved = runner.model
         runner.model = fast
         done = []
