@@ -259,8 +259,13 @@ def test_scripts_use_the_project_environment(tmp_path):
     assert chosen() == [f'{tools}/../.venv/bin/python', f'{tools}/..']
     assert chosen(PYTHON='/opt/py', PYTHONPATH='/x')[0] == '/opt/py'
     assert chosen(PYTHONPATH='/x')[1] == f'{tools}/..:/x'
-    for script in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh',
-                   'slurm_test.sh'):
-        text = open(osp.join(REPO, 'tools', script)).read()
-        assert 'source "$(dirname "$0")/python_env.sh"' in text
-        assert '"$PYTHON"' in text
+    def text(script):
+        return open(osp.join(REPO, 'tools', script)).read()
+
+    srun = text('slurm_srun.sh')  # what the slurm scripts run through
+    assert 'python_env.sh"' in srun and '"$PYTHON"' in srun
+    for script in ('dist_train.sh', 'dist_test.sh'):
+        assert 'source "$(dirname "$0")/python_env.sh"' in text(script)
+        assert '"$PYTHON"' in text(script)
+    for script in ('slurm_train.sh', 'slurm_test.sh'):
+        assert 'source "$(dirname "$0")/slurm_srun.sh"' in text(script)
