@@ -19,11 +19,10 @@ from mmcv.cnn import (ConvModule, DepthwiseSeparableConvModule,
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
 # The architecture as data, shared with the TF checkpoint converter.
 from ...archs.xception import ARCH_SETTINGS, LOW_LEVEL_BLOCK
-from ..utils import checkpoint_forward
+from ..utils import FrozenStagesMixin, checkpoint_forward
 
 
 def _out_of_place(act: nn.Module) -> nn.Module:
@@ -111,7 +110,7 @@ class XceptionModule(BaseModule):
 
 
 @MODELS.register_module()
-class AlignedXception(BaseModule):
+class AlignedXception(FrozenStagesMixin, BaseModule):
     """Aligned Xception backbone of TensorFlow DeepLab (v3+).
 
     The architecture is data (:data:`ARCH_SETTINGS`); output stride becomes
@@ -260,22 +259,8 @@ class AlignedXception(BaseModule):
             features.append(x)
         return tuple(features[i] for i in self.out_indices)
 
-    def _freeze_stages(self):
+    def frozen_modules(self) -> List[nn.Module]:
         if self.frozen_stages < 0:
-            return
-        frozen = [self.entry_flow.conv1_1, self.entry_flow.conv1_2]
-        frozen += self.blocks[:self.frozen_stages]
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True):
-        """Keep frozen stages and, with ``norm_eval``, all norms in eval."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
+            return []
+        return [self.entry_flow.conv1_1, self.entry_flow.conv1_2
+                ] + self.blocks[:self.frozen_stages]

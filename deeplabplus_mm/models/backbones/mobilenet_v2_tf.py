@@ -18,15 +18,15 @@ BN eps 1e-3, keeps the backbone output linear (no ReLU after the last
 """
 from typing import List, Optional, Sequence, Tuple
 
+import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...archs import mobilenet_v2 as arch
-from ..utils import checkpoint_forward
+from ..utils import FrozenStagesMixin, checkpoint_forward
 
 
 def tf_same_pad(x: Tensor, kernel_size: int, stride: int) -> Tensor:
@@ -103,7 +103,7 @@ class ExpandedConv(BaseModule):
 
 
 @MODELS.register_module()
-class MobileNetV2TF(BaseModule):
+class MobileNetV2TF(FrozenStagesMixin, BaseModule):
     """MobileNetV2 backbone of TensorFlow DeepLab (v3 / v3+).
 
     The layers are data (:func:`deeplabplus_mm.archs.mobilenet_v2.
@@ -211,19 +211,6 @@ class MobileNetV2TF(BaseModule):
             features.append(x)
         return tuple(features[i] for i in self.out_indices)
 
-    def _freeze_stages(self):
-        for name in self.layer_names[:max(self.frozen_stages, 0)]:
-            module = getattr(self, name)
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True):
-        """Keep frozen layers and, with ``norm_eval``, all norms in eval."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
+    def frozen_modules(self) -> List[nn.Module]:
+        return [getattr(self, name)
+                for name in self.layer_names[:max(self.frozen_stages, 0)]]
