@@ -29,7 +29,6 @@ Measured in this process:
    fly (``rasterize``: polygons/RLE -> RLE -> decode -> paint largest first)
    as the code this project descends from did in ``__getitem__``.
 """
-import argparse
 import contextlib
 import os
 import os.path as osp
@@ -41,7 +40,7 @@ import time
 import cv2
 import numpy as np
 
-import common
+from deeplabplus_mm.utils import benchmark as common
 
 SPLIT = 'train2017'
 
@@ -85,8 +84,10 @@ def ensure_coco(cache, num_images):
 
 def build_train_dataset(root):
     from mmseg.registry import DATASETS
-    cfg = common.load_config(
-        osp.join('configs', '_base_', 'datasets', 'pascal_voc12_aug.py'))
+
+    from deeplabplus_mm.apis.inference import load_config
+    cfg = load_config(osp.join(common.REPO, 'configs', '_base_', 'datasets',
+                               'pascal_voc12_aug.py'))
     return DATASETS.build(
         dict(type='PascalVOCAugDataset', data_root=root,
              ann_file='ImageSets/Segmentation/train.txt',
@@ -205,23 +206,17 @@ def per_sample_costs(root, out_root, limit):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    common.add_common_args(
-        parser, 'smoke run: 24 VOC images, 3 timed batches, 40 COCO images')
-    parser.add_argument('--cache', default=osp.join(tempfile.gettempdir(),
-                                                    'deeplabplus_bench'))
+    parser = common.parser_for(
+        __doc__, 'smoke run: 24 VOC images, 3 timed batches, 40 COCO images',
+        cache=True)
     parser.add_argument('--voc-images', type=int, default=None)
     parser.add_argument('--batches', type=int, default=None,
                         help='timed batches of 4 per worker setting')
     parser.add_argument('--coco-images', type=int, default=None)
     parser.add_argument('--workers', default='0,1,2')
     parser.add_argument('--nprocs', default='1,2')
-    args = parser.parse_args()
-    q = args.quick
-    args.voc_images = args.voc_images or (24 if q else 96)
-    args.batches = args.batches or (3 if q else 24)
-    args.coco_images = args.coco_images or (40 if q else 300)
+    args = common.fill_defaults(parser.parse_args(), voc_images=(24, 96),
+                                batches=(3, 24), coco_images=(40, 300))
     args.workers = [int(w) for w in args.workers.split(',')]
     args.nprocs = [int(n) for n in args.nprocs.split(',')]
     return args
