@@ -34,7 +34,6 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 def build_segmentor(arch=65):
     cfg = Config.fromfile(ZOO_CONFIG)
     cfg.model.backbone.arch = arch
-    cfg.model.backbone.init_cfg = None
     return build_model(cfg.model)
 
 
@@ -155,9 +154,7 @@ def test_fuse_r101_segmentor_resnet_pairs():
     cfg = Config.fromfile(osp.join(
         REPO, 'configs/deeplabv3plus/'
         'deeplabv3plus_r101-d8_4xb4-30k_voc12aug-513x513.py'))
-    cfg.model.pretrained = None
-    torch.manual_seed(0)
-    model = randomize_norms_(build_model(cfg.model)).eval()
+    model = randomize_norms_(build_model(cfg.model, seed=0)).eval()
     x = torch.randn(1, 3, 65, 65)
     before = logits(model, x)
     assert before.abs().max() > 0.05

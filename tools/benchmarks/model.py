@@ -9,9 +9,6 @@
 Models are built from our configs (SyncBN reverted to BN, random weights,
 no ``init_weights``, R101 with ``pretrained=None``).
 
-Models are built from our configs (SyncBN reverted to BN, random weights,
-no ``init_weights``, R101 with ``pretrained=None``).
-
 * Time: one child process per (case, mode) builds every variant and times
   them round-robin, with a dense float32 2048^3 ``torch.mm`` as one more
   entry (the reference rate, under the same conditions): ``warmup`` untimed
@@ -33,9 +30,9 @@ no ``init_weights``, R101 with ``pretrained=None``).
   testing runs by default, ``FastInferenceHook``); ``fuse+cl+compile``
   (``torch.compile`` with inductor freezing; compile time reported
   separately).
-* train: ``forward(mode='loss')`` + ``backward`` of a batch of 2 (BN in
-  training mode cannot see the image-pooling branch's 1x1 map with a batch
-  of 1), per image. Variants: ``base``; ``cl`` (weights and input
+* train: ``forward(mode='loss')`` + ``backward`` of a batch of 2
+  (``--batch``; BN in training mode cannot see the image-pooling branch's
+  1x1 map with a batch of 1), per image. Variants: ``base``; ``cl`` (weights and input
   channels_last); ``cl-input`` (only the input channels_last, which carries
   the network: what configs with ``train_channels_last = True`` do,
   :class:`~deeplabplus_mm.engine.ChannelsLastTrainingHook`); ``bf16``,
