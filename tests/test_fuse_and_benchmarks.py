@@ -172,6 +172,32 @@ def test_fuse_r101_segmentor_resnet_pairs():
     assert model.backbone.layer1[0].norm1.__class__ is nn.Identity
 
 
+def test_build_model_from_any_config_form():
+    """``deeplabplus_mm.apis.build_model``, the one builder of the tests,
+    the benchmarks and ``build_segmentor``: a file, a Config or its
+    ``model`` give the same seeded random weights, another seed others;
+    SyncBN becomes BN, the pretrained initialisation is dropped, and the
+    config given is left as it was."""
+    path = osp.join(REPO, 'configs/deeplabv3plus/'
+                    'deeplabv3plus_r101-d8_4xb4-30k_voc12aug-513x513.py')
+    cfg = Config.fromfile(path)
+    models = [build_model(c, seed=0) for c in (path, cfg, cfg.model)]
+    states = [m.state_dict() for m in models]
+    for state in states[1:]:
+        assert state.keys() == states[0].keys()
+        assert all(torch.equal(state[k], states[0][k]) for k in state)
+    other = build_model(cfg.model, seed=1).state_dict()
+    assert not torch.equal(other['backbone.stem.0.weight'],
+                           states[0]['backbone.stem.0.weight'])
+    for model in models:
+        assert not any(isinstance(m, nn.SyncBatchNorm)
+                       for m in model.modules())
+        assert any(isinstance(m, _BatchNorm) for m in model.modules())
+        assert 'Pretrained' not in str(model.backbone.init_cfg)
+    assert cfg.model.pretrained == 'open-mmlab://resnet101_v1c'
+    assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
+
+
 def test_fuse_sequential_only_conv_then_bn():
     """In an nn.Sequential only a BN right after a plain Conv2d is folded:
     not one before a conv, not one after an activation."""
