@@ -35,23 +35,10 @@ def one_thread():
 
 
 def build_model(config, seed=None):
-    """The segmentor of ``config`` (a path or a Config's ``model`` already
-    edited by the test) as tests use it: our and mmseg's modules
-    registered, SyncBN reverted to BN, random weights (from ``seed`` when
-    given)."""
-    import torch
-    from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-
-    import deeplabplus_mm  # noqa: F401
-    register_all_modules()
-    model_cfg = Config.fromfile(config).model if isinstance(config, str) \
-        else config
-    if seed is not None:
-        torch.manual_seed(seed)
-    return revert_sync_batchnorm(MODELS.build(model_cfg))
+    """:func:`deeplabplus_mm.apis.build_model` (imported when first used:
+    after the thread settings above)."""
+    from deeplabplus_mm.apis import build_model
+    return build_model(config, seed)
 
 
 def small_tf_segmentor(test_size=None):
@@ -101,15 +88,9 @@ def calibrate_bn(model, size=65, batch=2, seed=0):
     return model.eval()
 
 
-def tf_refs_dir():
-    """``shared/tf_deeplab`` (TensorFlow's own outputs): $DEEPLAB_TF_REFS or
-    ``<repo>/../shared/tf_deeplab``."""
-    return os.environ.get('DEEPLAB_TF_REFS',
-                          osp.join(REPO, '..', 'shared', 'tf_deeplab'))
-
-
 @pytest.fixture(scope='session')
 def tf_refs():
+    from deeplabplus_mm.utils import tf_refs_dir
     path = tf_refs_dir()
     if not osp.isdir(osp.join(path, 'xception65_os16')):
         pytest.skip(f'TF references not found at {path} (set '

@@ -23,6 +23,9 @@ from deeplabplus_mm.datasets.preparation import (convert_coco_to_voc,
                                                  rasterize)
 from deeplabplus_mm.datasets.preparation.coco_to_voc import Instance
 from deeplabplus_mm.datasets.synthetic import VOC_PALETTE
+from deeplabplus_mm.datasets.synthetic_coco import (compressed_rle,
+                                                    save_coco_json,
+                                                    uncompressed_rle)
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'dataset_converters' / 'coco_voc.py'
@@ -84,22 +87,6 @@ def rect(h, w, top, bottom, left, right):
     m = np.zeros((h, w), bool)
     m[top:bottom + 1, left:right + 1] = True
     return m
-
-
-def compressed_rle(mask):
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return dict(size=rle['size'], counts=rle['counts'].decode('ascii'))
-
-
-def uncompressed_rle(mask):
-    """COCO's uncompressed RLE: column-major runs, starting with zeros."""
-    flat = mask.T.reshape(-1).astype(np.uint8)
-    change = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat[0]:
-        counts = [0] + counts
-    return dict(size=list(mask.shape), counts=counts)
 
 
 def polygon_mask(poly, h, w):
@@ -200,16 +187,10 @@ def make_coco(root, split, image_subdir):
         dict(id=CUP, name='cup', supercategory='kitchen'),
         dict(id=UMBRELLA, name='umbrella', supercategory='acc')
     ]
-    coco = dict(
-        images=[
-            dict(id=i, file_name=f'{i:012d}.jpg', height=h, width=w)
-            for i, h, w in images
-        ],
-        annotations=anns,
-        categories=categories)
-    (root / 'annotations').mkdir(exist_ok=True)
-    (root / 'annotations' / f'instances_{split}.json').write_text(
-        json.dumps(coco))
+    save_coco_json(
+        str(root / 'annotations' / f'instances_{split}.json'),
+        [dict(id=i, file_name=f'{i:012d}.jpg', height=h, width=w)
+         for i, h, w in images], anns, categories)
     dropped = ['000000000002', '000000000003', '000000000005']
     return expected, dropped
 

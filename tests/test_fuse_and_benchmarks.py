@@ -34,7 +34,6 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 def build_segmentor(arch=65):
     cfg = Config.fromfile(ZOO_CONFIG)
     cfg.model.backbone.arch = arch
-    cfg.model.backbone.init_cfg = None
     return build_model(cfg.model)
 
 
@@ -155,9 +154,7 @@ def test_fuse_r101_segmentor_resnet_pairs():
     cfg = Config.fromfile(osp.join(
         REPO, 'configs/deeplabv3plus/'
         'deeplabv3plus_r101-d8_4xb4-30k_voc12aug-513x513.py'))
-    cfg.model.pretrained = None
-    torch.manual_seed(0)
-    model = randomize_norms_(build_model(cfg.model)).eval()
+    model = randomize_norms_(build_model(cfg.model, seed=0)).eval()
     x = torch.randn(1, 3, 65, 65)
     before = logits(model, x)
     assert before.abs().max() > 0.05
@@ -173,6 +170,32 @@ def test_fuse_r101_segmentor_resnet_pairs():
     torch.testing.assert_close(after, before, atol=ATOL * scale, rtol=0)
     assert not any(isinstance(m, _BatchNorm) for m in model.modules())
     assert model.backbone.layer1[0].norm1.__class__ is nn.Identity
+
+
+def test_build_model_from_any_config_form():
+    """``deeplabplus_mm.apis.build_model``, the one builder of the tests,
+    the benchmarks and ``build_segmentor``: a file, a Config or its
+    ``model`` give the same seeded random weights, another seed others;
+    SyncBN becomes BN, the pretrained initialisation is dropped, and the
+    config given is left as it was."""
+    path = osp.join(REPO, 'configs/deeplabv3plus/'
+                    'deeplabv3plus_r101-d8_4xb4-30k_voc12aug-513x513.py')
+    cfg = Config.fromfile(path)
+    models = [build_model(c, seed=0) for c in (path, cfg, cfg.model)]
+    states = [m.state_dict() for m in models]
+    for state in states[1:]:
+        assert state.keys() == states[0].keys()
+        assert all(torch.equal(state[k], states[0][k]) for k in state)
+    other = build_model(cfg.model, seed=1).state_dict()
+    assert not torch.equal(other['backbone.stem.0.weight'],
+                           states[0]['backbone.stem.0.weight'])
+    for model in models:
+        assert not any(isinstance(m, nn.SyncBatchNorm)
+                       for m in model.modules())
+        assert any(isinstance(m, _BatchNorm) for m in model.modules())
+        assert 'Pretrained' not in str(model.backbone.init_cfg)
+    assert cfg.model.pretrained == 'open-mmlab://resnet101_v1c'
+    assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
 
 
 def test_fuse_sequential_only_conv_then_bn():
@@ -389,32 +412,39 @@ def test_benchmark_data_quick(tmp_path):
     assert close(float(ratio.group(1)), raster / png)
 
 
-def test_benchmark_gpu_quick():
-    out = run_benchmark('gpu.py', '--quick', '--steps', '1')
+def test_benchmark_model_cuda_quick():
+    """``model.py --device cuda``: the GPU training figures where CUDA is,
+    a one-line skip where it is not."""
+    out = run_benchmark('model.py', '--device', 'cuda', '--quick',
+                        '--repeats', '1', *NO_WAIT)
     if torch.cuda.is_available():
-        assert 'SUMMARY: cuda:' in out
+        assert 'GPU: ' in out and 'x fp32 throughput (goal >= 1.5x' in out
     else:
-        assert out.strip() == 'skipped: no GPU'
+        assert out.strip() == ('skipped: no GPU (--device cuda, but torch '
+                               'sees no CUDA device)')
 
 
-def test_benchmark_gpu_code_path_on_cpu():
-    """The GPU benchmark's steps (fp32 and bf16 autocast, channels_last)
-    run on the CPU at a tiny size: the code path works where no GPU is."""
-    out = run_benchmark('gpu.py', '--device', 'cpu', '--size', '65',
-                        '--batch', '2', '--warmup', '1', '--steps', '1')
-    rows = {r[0]: r for r in table(out, 'variant')}
-    assert list(rows) == ['fp32', 'fp32+cl', 'bf16', 'bf16+cl']
-    assert rows['fp32'][3] == '1.00'
-    # speed vs fp32 (the same steps; bf16 is emulated, so can be much
-    # slower, on CPUs without bf16 instructions)
-    speed = {v: positive(r[3]) for v, r in rows.items()}
-    for r in rows.values():
-        positive(r[1])
-        assert 0.02 < speed[r[0]] < 50, r
-    summary = re.search(r'SUMMARY: cpu: ([\w+]+) (\d+\.\d+)x fp32', out)
-    assert summary.group(2) == rows[summary.group(1)][3]
-    # the summary names the faster bf16 variant
-    assert float(summary.group(2)) == max(speed['bf16'], speed['bf16+cl'])
+def test_benchmark_model_bf16_training_on_cpu():
+    """The GPU figures' training steps (fp32 and bf16 autocast, each also
+    channels_last, with the config's optimizer step) run on the CPU at a
+    tiny size, and the bf16 summary names the faster bf16 variant and its
+    ratios to fp32 (``base``)."""
+    out = run_benchmark('model.py', '--size', '65', '--cases',
+                        'xception41-d16', '--modes', 'train', '--variants',
+                        'base,cl,bf16,bf16+cl', '--optimizer', '--batch',
+                        '2', '--warmup', '0', '--repeats', '1', *NO_WAIT)
+    assert 'train batch 2 with the optimizer step' in out
+    rows = {r[2]: r for r in table(out, 'case')}
+    assert list(rows) == ['base', 'cl', 'bf16', 'bf16+cl']
+    seconds = {v: positive(r[3]) for v, r in rows.items()}
+    peak = {v: positive(r[5]) for v, r in rows.items()}
+    summary = re.search(r', (bf16(?:\+cl)?) (\d+\.\d+)x fp32 throughput '
+                        r'\(goal >= 1\.5x: (?:met|NOT met)\), (\d+\.\d+)x '
+                        r'fp32 memory', out)
+    variant, speed, memory = summary.groups()
+    assert seconds[variant] == min(seconds['bf16'], seconds['bf16+cl'])
+    assert close(float(speed), seconds['base'] / seconds[variant], abs_=0.05)
+    assert close(float(memory), peak[variant] / peak['base'], abs_=0.05)
 
 
 def test_benchmark_defaults_quick():

@@ -18,14 +18,12 @@ from deeplabplus_mm.converters.tf_bundle import (CheckpointReader,
                                                  load_checkpoint,
                                                  open_checkpoint, read_index)
 from deeplabplus_mm.converters.tf_bundle_writer import write_checkpoint
+from deeplabplus_mm.utils import tf_refs_dir
 
 
 def _fixtures():
     """The folder of real TensorFlow checkpoints, or skip."""
-    refs = os.environ.get('DEEPLAB_TF_REFS')
-    if not refs:
-        refs = Path(__file__).resolve().parents[2] / 'shared' / 'tf_deeplab'
-    folder = Path(refs) / 'format_fixture'
+    folder = Path(tf_refs_dir()) / 'format_fixture'
     if not folder.is_dir():
         pytest.skip(f'TensorFlow reference checkpoints not found in {folder} '
                     '(set DEEPLAB_TF_REFS to the tf_deeplab folder)')

@@ -112,30 +112,62 @@ def load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+def register_modules(scope: str = 'mmseg') -> None:
+    """Register our and mmseg's modules; make ``scope`` the default."""
+    import deeplabplus_mm  # noqa: F401  (registers our modules)
+    from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    init_default_scope(scope)
+
+
 def load_config(config: Union[str, Config]) -> Config:
     """A config file (or Config) with our and mmseg's modules registered and
     mmseg's default scope set."""
-    import deeplabplus_mm  # noqa: F401  (registers our modules)
     cfg = Config.fromfile(config) if isinstance(config, str) else config
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    register_modules(cfg.get('default_scope', 'mmseg'))
     return cfg
 
 
+def build_model(config, seed: Optional[int] = None) -> torch.nn.Module:
+    """The segmentor of a config, with random weights.
+
+    Our and mmseg's modules are registered, SyncBN is reverted to BN and the
+    pretrained initialisation is dropped (``init_weights`` is not called:
+    nothing is downloaded or loaded). The tests, the benchmarks and
+    :func:`build_segmentor` build their models with it.
+
+    Args:
+        config: A config file, a :class:`Config`, or a config's ``model``
+            (not modified).
+        seed: Seeds torch's random generator first, when given.
+    """
+    from mmseg.registry import MODELS
+    if isinstance(config, (str, Config)):
+        model_cfg = load_config(config).model
+    else:
+        register_modules()
+        model_cfg = config
+    model_cfg = copy.deepcopy(model_cfg)
+    model_cfg.pop('pretrained', None)
+    if 'init_cfg' in model_cfg.get('backbone', {}):
+        model_cfg.backbone.init_cfg = None
+    if seed is not None:
+        torch.manual_seed(seed)
+    return revert_sync_batchnorm(MODELS.build(model_cfg))
+
+
 def build_segmentor(cfg: Config, checkpoint: str):
-    """The config's segmentor (SyncBN reverted to BN, no pretrained
-    initialisation) with ``checkpoint``'s weights, on the CPU, and its
-    dataset meta (the checkpoint's, else the test dataset class's).
+    """The config's segmentor (:func:`build_model`, no training settings)
+    with ``checkpoint``'s weights, on the CPU, and its dataset meta (the
+    checkpoint's, else the test dataset class's).
 
     Returns:
         tuple: ``(model, dataset_meta)``.
     """
-    from mmseg.registry import DATASETS, MODELS
+    from mmseg.registry import DATASETS
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.train_cfg = None
-    if 'init_cfg' in model_cfg.get('backbone', {}):
-        model_cfg.backbone.init_cfg = None  # weights come from the ckpt
-    model_cfg.pop('pretrained', None)
-    model = revert_sync_batchnorm(MODELS.build(model_cfg))
+    model = build_model(model_cfg)
     meta = load_weights(model, checkpoint)
     dataset_meta = meta.get('dataset_meta')
     if not dataset_meta:  # converted checkpoints: the config's dataset

@@ -32,69 +32,15 @@ alternating (round-robin):
   imports), our reader alone over every tensor (crc32c checked), and
   TensorFlow's reading after ``import tensorflow``.
 """
-import argparse
 import importlib.util
 import json
 import os
 import os.path as osp
 import subprocess
 import sys
-import tempfile
 import time
 
-import common
-
-CASE = 'xception65_os16'
-
-
-def refs_dir():
-    return os.environ.get('DEEPLAB_TF_REFS',
-                          osp.join(common.REPO, '..', 'shared', 'tf_deeplab'))
-
-
-def load_weights_module(refs):
-    spec = importlib.util.spec_from_file_location(
-        'tf_refs_weights', osp.join(refs, 'weights.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def checkpoint_tensors(refs, momentum=True):
-    """name -> array of a training checkpoint of the reference model."""
-    weights = load_weights_module(refs)
-    table = weights.read_variables_tsv(osp.join(refs, CASE, 'variables.tsv'))
-    tensors = {}
-    for name, shape, dtype, trainable in table:
-        tensors[name] = weights.variable_value(name, shape, dtype)
-        if trainable and momentum:
-            slot = f'{name}/Momentum'
-            tensors[slot] = weights.variable_value(slot, shape, dtype)
-    tensors['global_step'] = weights.variable_value('global_step', (),
-                                                    'int64')
-    return tensors
-
-
-def ensure_checkpoint(cache, refs):
-    """Prefix of the cached checkpoint, written on first use."""
-    from deeplabplus_mm.converters import write_checkpoint
-    folder = osp.join(cache, 'xception65_os16_momentum')
-    prefix = osp.join(folder, 'model.ckpt-30000')
-    if not osp.isfile(prefix + '.index'):
-        os.makedirs(folder, exist_ok=True)
-        start = time.perf_counter()
-        write_checkpoint(prefix, checkpoint_tensors(refs))
-        print(f'# wrote {prefix} in {time.perf_counter() - start:.1f} s',
-              flush=True)
-    return prefix
-
-
-def checkpoint_bytes(prefix):
-    folder, base = osp.split(prefix)
-    return sum(
-        osp.getsize(osp.join(folder, f)) for f in os.listdir(folder)
-        if f.startswith(base + '.'))
-
+from deeplabplus_mm.utils import benchmark as common
 
 def child_convert(spec):
     """Child: the conversion itself, after the imports."""
@@ -177,30 +123,20 @@ TF_READ = ('import sys, tensorflow as tf; r = tf.train.load_checkpoint('
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    common.add_common_args(parser, 'smoke run: 1 repeat of each')
-    parser.add_argument('--cache', default=osp.join(tempfile.gettempdir(),
-                                                    'deeplabplus_bench'),
-                        help='where the generated checkpoint is kept')
-    parser.add_argument('--repeats', type=int, default=None)
+    parser = common.parser_for(__doc__, 'smoke run: 1 repeat of each',
+                               cache=True, repeats='runs of each (default '
+                               '3; 1 quick)')
     parser.add_argument('--tf-python', default=None,
                         help='a Python interpreter with TensorFlow for the '
                         'tf.train.load_checkpoint comparison (default: '
                         'this one, if it has TensorFlow)')
-    args = parser.parse_args()
-    args.repeats = args.repeats or (1 if args.quick else 3)
-    return args
+    return common.fill_defaults(parser.parse_args(), repeats=(1, 3))
 
 
 def main():
     args = parse_args()
-    refs = refs_dir()
-    if not osp.isfile(osp.join(refs, CASE, 'variables.tsv')):
-        sys.exit(f'error: TF references not found at {refs} (set '
-                 'DEEPLAB_TF_REFS)')
-    prefix = ensure_checkpoint(args.cache, refs)
-    size_mib = checkpoint_bytes(prefix) / 2**20
+    prefix = common.reference_checkpoint(args.cache)
+    size_mib = common.checkpoint_bytes(prefix) / 2**20
     load, threads = common.start_run(args)
     print(f'load average at start: {load:.2f}; checkpoint {prefix} '
           f'({size_mib:.0f} MiB, index + data), median of {args.repeats} '

@@ -8,10 +8,12 @@ Generated data, cached under ``--cache`` (default
 
 * a synthetic VOC layout (:func:`deeplabplus_mm.datasets.make_synthetic_voc`)
   with image sides drawn from 375..500 pixels, as VOC's;
-* a synthetic COCO split: images of 480x640 (and a few 427x640, 640x480)
-  with COCO-like instance annotations: star-shaped polygons of 8..60
-  vertices (some objects in two parts), compressed RLE and uncompressed-RLE
-  crowd regions, VOC and non-VOC categories.
+* a synthetic COCO split
+  (:func:`deeplabplus_mm.datasets.synthetic_coco.make_synthetic_coco`):
+  images of 480x640 (and a few 427x640, 640x480) with COCO-like instance
+  annotations: star-shaped polygons of 8..60 vertices (some objects in two
+  parts), compressed RLE and uncompressed-RLE crowd regions, VOC and
+  non-VOC categories.
 
 Measured in this process:
 
@@ -27,9 +29,7 @@ Measured in this process:
    fly (``rasterize``: polygons/RLE -> RLE -> decode -> paint largest first)
    as the code this project descends from did in ``__getitem__``.
 """
-import argparse
 import contextlib
-import json
 import os
 import os.path as osp
 import shutil
@@ -40,11 +40,8 @@ import time
 import cv2
 import numpy as np
 
-import common
+from deeplabplus_mm.utils import benchmark as common
 
-VOC_CATEGORIES = [1, 2, 3, 4, 5, 6, 7, 9, 16, 17, 18, 19, 20, 21, 44, 62,
-                  63, 64, 67, 72]
-OTHER_CATEGORIES = [8, 10, 13, 27, 28, 47, 51, 73, 84, 90]
 SPLIT = 'train2017'
 
 
@@ -66,73 +63,17 @@ def ensure_voc(cache, num_images):
     return root
 
 
-def _polygon(rng, h, w):
-    """A random star-shaped polygon [x0, y0, x1, y1, ...] inside the image."""
-    n = int(rng.integers(8, 61))
-    cx, cy = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h
-    r = rng.uniform(0.05, 0.4) * min(h, w)
-    angles = np.sort(rng.uniform(0, 2 * np.pi, n))
-    radii = r * rng.uniform(0.5, 1.0, n)
-    xs = np.clip(cx + radii * np.cos(angles), 0, w - 1)
-    ys = np.clip(cy + radii * np.sin(angles), 0, h - 1)
-    return np.stack([xs, ys], 1).round(2).reshape(-1).tolist()
-
-
-def _rle(rng, h, w, compressed):
-    from pycocotools import mask as mask_utils
-    mask = np.zeros((h, w), np.uint8)
-    for _ in range(int(rng.integers(1, 4))):
-        y, x = int(rng.integers(0, h - 40)), int(rng.integers(0, w - 40))
-        mask[y:y + int(rng.integers(20, h // 2)),
-             x:x + int(rng.integers(20, w // 2))] = 1
-    if compressed:
-        rle = mask_utils.encode(np.asfortranarray(mask))
-        return dict(size=[h, w], counts=rle['counts'].decode('ascii'))
-    flat = mask.T.reshape(-1)
-    bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1,
-                             [flat.size]])
-    counts = np.diff(bounds).tolist()
-    return dict(size=[h, w], counts=([0] + counts) if flat[0] else counts)
-
-
 def ensure_coco(cache, num_images):
-    """A COCO root with ``annotations/instances_train2017.json`` and
-    ``train2017/*.jpg``; returns the root."""
+    """A synthetic COCO root
+    (:func:`deeplabplus_mm.datasets.synthetic_coco.make_synthetic_coco`)."""
+    from deeplabplus_mm.datasets.synthetic_coco import make_synthetic_coco
     root = osp.join(cache, f'synthcoco_{num_images}')
-    ann_file = osp.join(root, 'annotations', f'instances_{SPLIT}.json')
-    if osp.isfile(ann_file):
-        return root
     start = time.perf_counter()
-    rng = np.random.default_rng(0)
-    os.makedirs(osp.join(root, SPLIT), exist_ok=True)
-    images, anns = [], []
-    sizes = [(480, 640)] * 8 + [(427, 640), (640, 480)]
-    for i in range(1, num_images + 1):
-        h, w = sizes[int(rng.integers(len(sizes)))]
-        name = f'{i:012d}.jpg'
-        img = np.full((h, w, 3), rng.integers(0, 256, 3), np.uint8)
-        img = cv2.add(img, rng.integers(0, 30, (h, w, 3), dtype=np.uint8))
-        cv2.imwrite(osp.join(root, SPLIT, name), img)
-        images.append(dict(id=i, file_name=name, height=h, width=w))
-        for _ in range(int(rng.integers(3, 13))):
-            voc = rng.random() < 0.7
-            cats = VOC_CATEGORIES if voc else OTHER_CATEGORIES
-            cat = int(cats[int(rng.integers(len(cats)))])
-            kind = rng.random()
-            if kind < 0.85:
-                parts = 2 if rng.random() < 0.2 else 1
-                seg, crowd = [_polygon(rng, h, w) for _ in range(parts)], 0
-            else:
-                seg, crowd = _rle(rng, h, w, kind < 0.92), 1
-            anns.append(dict(id=len(anns) + 1, image_id=i, category_id=cat,
-                             segmentation=seg, iscrowd=crowd, area=0.,
-                             bbox=[0, 0, 1, 1]))
-    os.makedirs(osp.dirname(ann_file), exist_ok=True)
-    with open(ann_file + '.tmp', 'w') as f:
-        json.dump(dict(images=images, annotations=anns, categories=[]), f)
-    os.replace(ann_file + '.tmp', ann_file)
-    print(f'# generated a COCO split of {num_images} images, {len(anns)} '
-          f'annotations in {time.perf_counter() - start:.0f} s', flush=True)
+    count = make_synthetic_coco(root, num_images, SPLIT, seed=0)
+    if count:
+        print(f'# generated a COCO split of {num_images} images, {count} '
+              f'annotations in {time.perf_counter() - start:.0f} s',
+              flush=True)
     return root
 
 
@@ -143,8 +84,10 @@ def ensure_coco(cache, num_images):
 
 def build_train_dataset(root):
     from mmseg.registry import DATASETS
-    cfg = common.load_config(
-        osp.join('configs', '_base_', 'datasets', 'pascal_voc12_aug.py'))
+
+    from deeplabplus_mm.apis.inference import load_config
+    cfg = load_config(osp.join(common.REPO, 'configs', '_base_', 'datasets',
+                               'pascal_voc12_aug.py'))
     return DATASETS.build(
         dict(type='PascalVOCAugDataset', data_root=root,
              ann_file='ImageSets/Segmentation/train.txt',
@@ -263,23 +206,17 @@ def per_sample_costs(root, out_root, limit):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    common.add_common_args(
-        parser, 'smoke run: 24 VOC images, 3 timed batches, 40 COCO images')
-    parser.add_argument('--cache', default=osp.join(tempfile.gettempdir(),
-                                                    'deeplabplus_bench'))
+    parser = common.parser_for(
+        __doc__, 'smoke run: 24 VOC images, 3 timed batches, 40 COCO images',
+        cache=True)
     parser.add_argument('--voc-images', type=int, default=None)
     parser.add_argument('--batches', type=int, default=None,
                         help='timed batches of 4 per worker setting')
     parser.add_argument('--coco-images', type=int, default=None)
     parser.add_argument('--workers', default='0,1,2')
     parser.add_argument('--nprocs', default='1,2')
-    args = parser.parse_args()
-    q = args.quick
-    args.voc_images = args.voc_images or (24 if q else 96)
-    args.batches = args.batches or (3 if q else 24)
-    args.coco_images = args.coco_images or (40 if q else 300)
+    args = common.fill_defaults(parser.parse_args(), voc_images=(24, 96),
+                                batches=(3, 24), coco_images=(40, 300))
     args.workers = [int(w) for w in args.workers.split(',')]
     args.nprocs = [int(n) for n in args.nprocs.split(',')]
     return args

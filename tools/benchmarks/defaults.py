@@ -51,7 +51,8 @@ import sys
 import tempfile
 import time
 
-import common
+from deeplabplus_mm.apis import build_model
+from deeplabplus_mm.utils import benchmark as common
 
 ZOO_CONFIG = osp.join('configs', 'deeplabv3plus',
                       'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-'
@@ -82,8 +83,7 @@ test_dataloader = dict(
                                   seg_map_path='SegmentationClass'),
                  ann_file='ImageSets/Segmentation/val.txt'))
 """)
-    cfg = common.load_config(derived)
-    model = common.build_segmentor(cfg)  # seeded
+    model = build_model(derived, seed=0)
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     for m in norms:
         m.reset_running_stats()

@@ -25,7 +25,6 @@ Export and session creation times are reported apart, and the ONNX Runtime
 logits are compared with PyTorch's on the timed input. Goal: ONNX Runtime
 within 1.2x of the fastest PyTorch path, or faster.
 """
-import argparse
 import os
 import tempfile
 import time
@@ -33,8 +32,7 @@ import time
 import numpy as np
 import torch
 
-import common
-import model as model_bench
+from deeplabplus_mm.utils import benchmark as common
 
 VARIANTS = ['pytorch base', 'pytorch fuse+cl', 'onnxruntime']
 GOAL = 1.2
@@ -44,7 +42,7 @@ def build_onnx(case, size, folder):
     """Export the case's plain model (static size x size); returns the
     path, the export time and the wrapper (for the comparison)."""
     from deeplabplus_mm.apis.export import DeployableSegmentor, export_onnx
-    net = model_bench.build_model(case).eval()  # seeded: as prepare()'s
+    net = common.build_case(case).eval()  # seeded: as prepare()'s
     wrapper = DeployableSegmentor(net)
     path = os.path.join(folder, f'{case}_{size}.onnx')
     start = time.perf_counter()
@@ -58,8 +56,8 @@ def child_timing(spec):
     case, size = spec['case'], spec['size']
     steps, result = {}, dict(ort=ort.__version__)
     for variant in ('base', 'fuse+cl'):
-        step, _, _, _ = model_bench.prepare(case, 'eval', variant, size)
-        steps[f'pytorch {variant}'] = step
+        steps[f'pytorch {variant}'], _, _ = common.prepare(case, 'eval',
+                                                            variant, size)
     with tempfile.TemporaryDirectory(prefix='deeplabplus_onnx_') as folder:
         path, result['export_s'], wrapper = build_onnx(case, size, folder)
         result['onnx_mib'] = os.path.getsize(path) / 2**20
@@ -81,44 +79,27 @@ def child_timing(spec):
     result['max_abs_diff'] = float(np.abs(got - expected).max())
     result['max_abs_logit'] = float(np.abs(expected).max())
     del wrapper, expected
-    result['macs'] = model_bench.count_macs(
-        model_bench.build_model(case).eval(), size)[0]
-    a = torch.randn(2048, 2048, generator=gen)
-    out = torch.empty(2048, 2048)
-    steps['gemm'] = lambda: torch.mm(a, a, out=out)
-    for _ in range(spec['warmup']):
-        for step in steps.values():
-            step()
-    times = {k: [] for k in steps}
-    others = {k: [] for k in steps}
-    for _ in range(spec['repeats']):
-        for name, step in steps.items():
-            t, o = common.measure_clean(step, 1, spec['max_other_cores'],
-                                        max_tries=3)
-            times[name] += t
-            others[name] += o
-    result['times'], result['other_cores'] = times, others
+    result['macs'] = common.count_macs(common.build_case(case).eval(),
+                                       size)[0]
+    steps['gemm'] = common.gemm_step()
+    result['times'], result['other_cores'] = common.round_robin(
+        steps, spec['warmup'], spec['repeats'], spec['max_other_cores'])
     return result
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    common.add_common_args(parser,
-                           'smoke run: 129x129, 1 warm-up + 2 repeats')
+    parser = common.parser_for(
+        __doc__, 'smoke run: 129x129, 1 warm-up + 2 repeats',
+        repeats='timed rounds (default 7; 2 quick)')
     parser.add_argument('--case', default='xception65-d16',
-                        choices=sorted(model_bench.CONFIGS))
+                        choices=sorted(common.CONFIGS))
     parser.add_argument('--size', type=int, default=None,
                         help='square input size (default 513; 129 quick)')
     parser.add_argument('--warmup', type=int, default=None)
-    parser.add_argument('--repeats', type=int, default=None,
-                        help='timed rounds (default 7; 2 quick)')
     args = parser.parse_args()
-    args.size = args.size or (129 if args.quick else 513)
-    args.warmup = args.warmup if args.warmup is not None else (
-        1 if args.quick else 2)
-    args.repeats = args.repeats or (2 if args.quick else 7)
-    return args
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 2
+    return common.fill_defaults(args, size=(129, 513), repeats=(2, 7))
 
 
 def main():
@@ -147,7 +128,7 @@ def main():
 
 
 def report(args, res):
-    gemm = 2 * 2048**3 / common.median(res['times']['gemm']) / 1e9
+    gemm = common.gemm_rate(common.median(res['times']['gemm']))
     per_image = {v: common.median(res['times'][v]) for v in VARIANTS}
     torch_best = min(('pytorch base', 'pytorch fuse+cl'),
                      key=per_image.get)

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from collections import Counter
 
-import common
+from deeplabplus_mm.utils import benchmark as common
 
 DEMO = osp.join(common.REPO, 'configs', 'demo',
                 'deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py')

@@ -4,6 +4,7 @@
     python tools/benchmarks/model.py --quick    # 257x257, fewer repeats
     python tools/benchmarks/model.py --cases xception65-d16 --modes eval \\
         --variants base,fuse,fuse+cl
+    python tools/benchmarks/model.py --device cuda   # fp32 vs bf16 training
 
 Models are built from our configs (SyncBN reverted to BN, random weights,
 no ``init_weights``, R101 with ``pretrained=None``).
@@ -29,12 +30,21 @@ no ``init_weights``, R101 with ``pretrained=None``).
   testing runs by default, ``FastInferenceHook``); ``fuse+cl+compile``
   (``torch.compile`` with inductor freezing; compile time reported
   separately).
-* train: ``forward(mode='loss')`` + ``backward`` of a batch of 2 (BN in
-  training mode cannot see the image-pooling branch's 1x1 map with a batch
-  of 1), per image. Variants: ``base``; ``cl`` (weights and input
+* train: ``forward(mode='loss')`` + ``backward`` of a batch of 2
+  (``--batch``; BN in training mode cannot see the image-pooling branch's
+  1x1 map with a batch of 1), per image. Variants: ``base``; ``cl`` (weights and input
   channels_last); ``cl-input`` (only the input channels_last, which carries
   the network: what configs with ``train_channels_last = True`` do,
-  :class:`~deeplabplus_mm.engine.ChannelsLastTrainingHook`).
+  :class:`~deeplabplus_mm.engine.ChannelsLastTrainingHook`); ``bf16``,
+  ``bf16+cl`` (bf16 autocast; not by default on the CPU).
+* ``--device cuda``: the same on a GPU (steps synchronised; without CUDA it
+  prints "skipped: no GPU" and exits 0), by default the GPU training
+  figures: xception65-d16, train, ``base`` (fp32), ``cl``, ``bf16``,
+  ``bf16+cl``, batch 8 at 513x513 (quick: 2 at 257), a step with the
+  config's optimizer (SGD) update (``--optimizer``), 5 warm-up + 20 timed
+  steps; memory: peak ``torch.cuda.max_memory_allocated`` (weights
+  included) over two steps after two warm-up steps. Goal: bf16 >= 1.5x the
+  fp32 throughput at <= 0.6x its memory.
 
 FLOPs: mmengine's ``FlopAnalyzer`` on the unfused eval model. It counts one
 per multiply-add of conv/linear layers (MACs, as fvcore does; checked on a
@@ -43,237 +53,98 @@ per multiply-add of conv/linear layers (MACs, as fvcore does; checked on a
 depthwise.
 """
 import argparse
-import os.path as osp
-import time
+import shutil
+import tempfile
 
 import torch
-import torch.nn as nn
 
-import common
+from deeplabplus_mm.utils import benchmark as common
 
-CONFIGS = {  # configs/<family folder>/<file>
-    'xception65-d16':
-    'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py',
-    'xception65-d8':
-    'deeplabv3plus_xception65-d8_4xb4-30k_voc12aug-513x513.py',
-    'r101-d8': 'deeplabv3plus_r101-d8_4xb4-30k_voc12aug-513x513.py',
-    'r101-d16': 'deeplabv3plus_r101-d16_4xb4-30k_voc12aug-513x513.py',
-    # The other backbones (training channels_last per family; xception41 is
-    # also the smoke runs' small model).
-    'xception41-d16':
-    'deeplabv3plus_xception41-d16_4xb4-30k_voc12aug-513x513.py',
-    'xception41-d8':
-    'deeplabv3plus_xception41-d8_4xb4-30k_voc12aug-513x513.py',
-    'xception71-d16':
-    'deeplabv3plus_xception71-d16_4xb4-30k_voc12aug-513x513.py',
-    'xception71-d8':
-    'deeplabv3plus_xception71-d8_4xb4-30k_voc12aug-513x513.py',
-    # the zoo's other families
-    'mobilenetv2-d16':
-    'deeplabv3_mobilenetv2-d16_4xb4-30k_voc12aug-513x513.py',
-    'mobilenetv2-dm05-d16':
-    'deeplabv3_mobilenetv2-dm05-d16_4xb4-30k_voc12aug-513x513.py',
-    'mobilenetv2-ade20k-d16':
-    'deeplabv3plus_mobilenetv2-d16_4xb4-150k_ade20k-257x257.py',
-    'dpc-xception71-d16':
-    'dpc_xception71-d16_4xb2-90k_cityscapes-769x769.py',
-}
 DEFAULT_CASES = ['xception65-d16', 'xception65-d8', 'r101-d8']
 EVAL_VARIANTS = ['base', 'fuse', 'fuse+cl', 'fuse+cl+compile']
-TRAIN_VARIANTS = ['base', 'cl', 'cl-input']
+TRAIN_VARIANTS = ['base', 'cl', 'cl-input', 'bf16', 'bf16+cl']
+CPU_TRAIN_VARIANTS = ['base', 'cl', 'cl-input']
+GPU_TRAIN_VARIANTS = ['base', 'cl', 'bf16', 'bf16+cl']
 TF_ZOO_MULTIPLY_ADDS = 54.17e9  # xception65, OS 16, 513x513 (model_zoo.md)
-TRAIN_BATCH = 2
 
 
-def build_model(case):
-    name = CONFIGS[case]
-    return common.build_segmentor(common.load_config(
-        osp.join('configs', name.split('_')[0], name)))
-
-
-class Network(nn.Module):
-    """The eval forward as a module: ``encode_decode`` for one size."""
-
-    def __init__(self, model, size):
-        super().__init__()
-        self.model = model
-        self.metas = [dict(img_shape=(size, size))]
-
-    def forward(self, x):
-        return self.model.encode_decode(x, self.metas)
-
-
-def count_macs(model, size):
-    """(total, by operator) of mmengine's FlopAnalyzer at size x size."""
-    from mmengine.analysis import FlopAnalyzer
-    net = Network(model, size).eval()
-    analyzer = FlopAnalyzer(net, (torch.zeros(1, 3, size, size), ))
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    with torch.no_grad():
-        total = analyzer.total()
-    return total, dict(analyzer.by_operator())
-
-
-def counter_unit():
-    """What FlopAnalyzer counts for 1 multiply-add: a 1x1 conv, 1 channel,
-    1 pixel, no bias is exactly one multiply-add."""
-    from mmengine.analysis import FlopAnalyzer
-    conv = torch.nn.Conv2d(1, 1, 1, bias=False)
-    return FlopAnalyzer(conv, (torch.zeros(1, 1, 1, 1), )).total()
-
-
-def prepare(case, mode, variant, size, on_ready=None):
-    """Build one variant; returns ``(step, batch, model, compile_s)``.
-
-    ``on_ready`` is called once the model and its input exist, before
-    compilation and before any step (the memory baseline).
-    """
-    parts = variant.split('+')
-    model = build_model(case)  # seeded
-    fmt = torch.channels_last if 'cl' in parts else torch.contiguous_format
-    compile_s = None
-    if mode == 'eval':
-        model.eval()
-        from deeplabplus_mm.models.utils import prepare_for_inference
-        prepare_for_inference(model, 'fuse' in parts, 'cl' in parts)
-        net = Network(model, size).eval()
-        x = torch.randn(1, 3, size, size).contiguous(memory_format=fmt)
-        if on_ready:
-            on_ready()
-        if 'compile' in parts:
-            import torch._inductor.config as inductor_config
-            inductor_config.freezing = True  # constant weights: prepacked
-            net = torch.compile(net)
-            with torch.no_grad():
-                start = time.perf_counter()
-                net(x)
-                compile_s = time.perf_counter() - start
-
-        def step():
-            with torch.no_grad():
-                net(x)
-
-        return step, 1, model, compile_s
-
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    model = model.train()
-    if variant == 'cl-input':  # what train_channels_last=True configs do
-        from deeplabplus_mm.engine import train_channels_last
-        train_channels_last(model)
-    else:
-        model.to(memory_format=fmt)
-    n = TRAIN_BATCH
-    x = torch.randn(n, 3, size, size).contiguous(memory_format=fmt)
-    samples = []
-    for _ in range(n):
-        sample = SegDataSample(
-            metainfo=dict(img_shape=(size, size), pad_shape=(size, size)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(
-            0, model.decode_head.num_classes, (1, size, size)))
-        samples.append(sample)
-    if on_ready:
-        on_ready()
-
-    def step():
-        model.zero_grad(set_to_none=True)
-        losses = model(x, samples, mode='loss')
-        sum(v for k, v in losses.items() if 'loss' in k).backward()
-
-    return step, n, model, compile_s
+def prepare(spec, variant, on_ready=None):
+    """:func:`deeplabplus_mm.utils.benchmark.prepare` for a child's spec."""
+    return common.prepare(
+        spec['case'], spec['mode'], variant, spec['size'],
+        batch=spec['batch'] if spec['mode'] == 'train' else 1,
+        device=spec['device'], optimizer=spec['optimizer'],
+        on_ready=on_ready)
 
 
 def child_timing(spec):
     """All variants of one (case, mode) in one process, timed round-robin
     (with the GEMM as one more entry), so that drifting load hits all."""
     common.set_threads(spec['threads'])
-    case, mode, size = spec['case'], spec['mode'], spec['size']
-    steps, result = {}, dict(variants={}, compile_s={})
+    case, size = spec['case'], spec['size']
+    steps, result = {}, dict(compile_s={})
     for variant in spec['variants']:
-        step, batch, model, compile_s = prepare(case, mode, variant, size)
-        steps[variant] = step
-        result['batch'] = batch
+        steps[variant], _, compile_s = prepare(spec, variant)
         if compile_s is not None:
             result['compile_s'][variant] = compile_s
     if spec['count_flops']:
-        model = build_model(case).eval()
-        result['macs'], result['by_op'] = count_macs(model, size)
-        result['by_kind'] = conv_breakdown(model, size)
-        result['unit'] = counter_unit()
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(2048, 2048, generator=gen)
-    out = torch.empty(2048, 2048)
-    steps['gemm'] = lambda: torch.mm(a, a, out=out)
-    for _ in range(spec['warmup']):
-        for step in steps.values():
-            step()
-    times = {k: [] for k in steps}
-    others = {k: [] for k in steps}
-    for _ in range(spec['repeats']):
-        for name, step in steps.items():
-            t, o = common.measure_clean(step, 1, spec['max_other_cores'],
-                                        max_tries=3)
-            times[name] += t
-            others[name] += o
-    result['times'], result['other_cores'] = times, others
+        model = common.build_case(case).eval()
+        result['macs'], result['by_op'] = common.count_macs(model, size)
+        result['by_kind'] = common.conv_breakdown(model, size)
+        result['unit'] = common.counter_unit()
+    steps['gemm'] = common.gemm_step(spec['device'])
+    result['times'], result['other_cores'] = common.round_robin(
+        steps, spec['warmup'], spec['repeats'], spec['max_other_cores'])
     return result
 
 
 def child_memory(spec):
-    """One variant in a fresh process: peak RSS above the built model
-    over warm-up + one step (compilation, if any, included)."""
+    """One variant in a fresh process. CPU: peak RSS above the built model
+    over warm-up + one step (compilation, if any, included). GPU: peak
+    allocated memory over two steps after two warm-up steps."""
     common.set_threads(spec['threads'])
+    cuda = spec['device'].startswith('cuda')
     mem = common.PeakRSS()
-    step, batch, model, _ = prepare(spec['case'], spec['mode'],
-                                    spec['variant'], spec['size'],
-                                    on_ready=mem.start)
+    step, model, _ = prepare(spec, spec['variant'],
+                             on_ready=None if cuda else mem.start)
+    if cuda:
+        step()
+        step()
+        torch.cuda.reset_peak_memory_stats(spec['device'])
     step()
     step()
-    return dict(rss_mib=mem.delta_mib(), rss_reset=mem.reset,
+    return dict(rss_mib=torch.cuda.max_memory_allocated(spec['device']) /
+                2**20 if cuda else mem.delta_mib(),
                 params_mib=sum(p.numel() * p.element_size()
                                for p in model.parameters()) / 2**20)
 
 
-def conv_breakdown(model, size):
-    """Conv MACs by kind (1x1, dense kxk, depthwise) and BN elements."""
-    counts = dict(conv_1x1=0, conv_dense=0, conv_depthwise=0, bn_elements=0)
-
-    def hook(module, inputs, output):
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            macs = output.numel() * module.in_channels // module.groups * k
-            kind = ('conv_depthwise' if module.groups > 1 else
-                    'conv_1x1' if k == 1 else 'conv_dense')
-            counts[kind] += macs
-        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-            counts['bn_elements'] += output.numel()
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    with torch.no_grad():
-        Network(model, size).eval()(torch.zeros(1, 3, size, size))
-    for h in handles:
-        h.remove()
-    return counts
-
-
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    common.add_common_args(
-        parser, 'smoke run: 257x257, 1 warm-up + 2 repeats, no compile')
-    parser.add_argument('--cases', default=','.join(DEFAULT_CASES),
-                        help=f'comma-separated, from {sorted(CONFIGS)}')
-    parser.add_argument('--modes', default='eval,train')
+    parser = common.parser_for(
+        __doc__, 'smoke run: 257x257, 1 warm-up + 2 repeats, no compile',
+        repeats='timed rounds (default 5; 2 quick; cuda: 20, 3 quick)')
+    parser.add_argument('--device', default='cpu',
+                        help='cpu (default) or cuda[:N]')
+    parser.add_argument('--cases', default=None,
+                        help=f'comma-separated, from {sorted(common.CONFIGS)}'
+                        f' (default {",".join(DEFAULT_CASES)}; cuda: '
+                        'xception65-d16)')
+    parser.add_argument('--modes', default=None,
+                        help='eval,train (default; cuda: train)')
     parser.add_argument('--variants', default=None,
                         help='comma-separated eval/train variants (default: '
-                        f'eval {EVAL_VARIANTS}, train {TRAIN_VARIANTS}; '
-                        'compile is left out with --quick)')
+                        f'eval {EVAL_VARIANTS}, train {CPU_TRAIN_VARIANTS}, '
+                        f'cuda train {GPU_TRAIN_VARIANTS}; compile is left '
+                        'out with --quick)')
     parser.add_argument('--size', type=int, default=None,
                         help='square input size (default 513; 257 quick)')
-    parser.add_argument('--warmup', type=int, default=None)
-    parser.add_argument('--repeats', type=int, default=None,
-                        help='timed rounds (default 5; 2 quick)')
+    parser.add_argument('--batch', type=int, default=None,
+                        help='training batch (default 2; cuda: 8, 2 quick)')
+    parser.add_argument('--warmup', type=int, default=None,
+                        help='warm-up rounds (default 1; cuda: 5, 2 quick)')
+    parser.add_argument('--optimizer', action=argparse.BooleanOptionalAction,
+                        default=None, help='train steps also apply the '
+                        "config's optimizer update (default: on cuda only)")
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the per-variant memory processes')
     parser.add_argument('--omp-wait-policy', default='default',
@@ -281,23 +152,31 @@ def parse_args():
                         'each (case, mode) under: default (unset), PASSIVE, '
                         'ACTIVE')
     args = parser.parse_args()
-    quick = args.quick
-    args.size = args.size or (257 if quick else 513)
-    args.warmup = args.warmup if args.warmup is not None else 1
-    args.repeats = args.repeats or (2 if quick else 5)
-    args.cases = args.cases.split(',')
-    args.modes = args.modes.split(',')
+    cuda = args.device.startswith('cuda')
+    common.fill_defaults(args, size=(257, 513),
+                         repeats=(3, 20) if cuda else (2, 5),
+                         batch=(2, 8) if cuda else (2, 2))
+    if args.warmup is None:
+        args.warmup = (2 if args.quick else 5) if cuda else 1
+    args.optimizer = cuda if args.optimizer is None else args.optimizer
+    args.cases = (args.cases or ('xception65-d16' if cuda else
+                                 ','.join(DEFAULT_CASES))).split(',')
+    args.modes = (args.modes or ('train' if cuda else 'eval,train')).split(
+        ',')
     args.omp_wait_policy = args.omp_wait_policy.split(',')
     for case in args.cases:
-        if case not in CONFIGS:
+        if case not in common.CONFIGS:
             parser.error(f'unknown case {case!r}; choose from '
-                         f'{sorted(CONFIGS)}')
+                         f'{sorted(common.CONFIGS)}')
     return args
 
 
 def variants_for(mode, args):
     known = EVAL_VARIANTS if mode == 'eval' else TRAIN_VARIANTS
     if args.variants is None:
+        if mode == 'train':
+            known = (GPU_TRAIN_VARIANTS if args.device.startswith('cuda')
+                     else CPU_TRAIN_VARIANTS)
         return [v for v in known if not (args.quick and 'compile' in v)]
     return [v for v in args.variants.split(',') if v in known]
 
@@ -305,8 +184,6 @@ def variants_for(mode, args):
 def run_child(spec, policy='default'):
     """A child with its own, empty inductor cache (compile times are cold)
     and the given ``OMP_WAIT_POLICY`` (read once, at start-up)."""
-    import shutil
-    import tempfile
     cache = tempfile.mkdtemp(prefix='deeplabplus_inductor_')
     env = dict(TORCHINDUCTOR_CACHE_DIR=cache)
     if policy != 'default':
@@ -319,26 +196,35 @@ def run_child(spec, policy='default'):
 
 def main():
     args = parse_args()
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        print('skipped: no GPU (--device cuda, but torch sees no CUDA '
+              'device)')
+        return 0
     load, threads = common.start_run(args)
+    if args.device.startswith('cuda'):
+        print(common.gpu_line(args.device))
     print(f'load average at start: {load:.2f}; input {args.size}x{args.size}'
-          f'; eval batch 1, train batch {TRAIN_BATCH}; per (case, mode) one '
-          f'process times all variants and the GEMM round-robin: warm-up '
-          f'{args.warmup}, median of {args.repeats} rounds', flush=True)
-    gemm_start = common.gemm_gflops()
+          f'; eval batch 1, train batch {args.batch}'
+          f'{" with the optimizer step" if args.optimizer else ""}; '
+          f'device {args.device}; per (case, mode) one process times all '
+          f'variants and the GEMM round-robin: warm-up {args.warmup}, median '
+          f'of {args.repeats} rounds', flush=True)
+    gemm_start = common.gemm_gflops(args.device)
     print(f'float32 GEMM 2048^3 at start: {gemm_start:.1f} GFLOP/s',
           flush=True)
 
     timing, memory = {}, {}
+    base = dict(size=args.size, threads=threads, device=args.device,
+                batch=args.batch, optimizer=args.optimizer)
     for case in args.cases:
         for mode in args.modes:
             variants = variants_for(mode, args)
             if not variants:
                 continue
             for policy in args.omp_wait_policy:
-                spec = dict(kind='timing', case=case, mode=mode,
-                            variants=variants, size=args.size,
-                            warmup=args.warmup, repeats=args.repeats,
-                            threads=threads, count_flops=mode == 'eval',
+                spec = dict(base, kind='timing', case=case, mode=mode,
+                            variants=variants, warmup=args.warmup,
+                            repeats=args.repeats, count_flops=mode == 'eval',
                             max_other_cores=args.max_other_cores)
                 res = timing[case, mode, policy] = run_child(spec, policy)
                 if 'error' in res:
@@ -346,30 +232,40 @@ def main():
                           f'{res["error"]}', flush=True)
                     continue
                 for variant in variants:
-                    t = common.median(res['times'][variant]) / res['batch']
+                    t = common.median(res['times'][variant]) / batch_of(
+                        mode, args)
                     print(f'  {case} {mode} {variant} [{policy}]: {t:.3f} '
                           's/image', flush=True)
             if args.no_memory:
                 continue
             for variant in variants:
                 mem = memory[case, mode, variant] = run_child(dict(
-                    kind='memory', case=case, mode=mode, variant=variant,
-                    size=args.size, threads=threads),
-                    args.omp_wait_policy[0])
-                print(f'  {case} {mode} {variant}: peak RSS +'
+                    base, kind='memory', case=case, mode=mode,
+                    variant=variant), args.omp_wait_policy[0])
+                print(f'  {case} {mode} {variant}: peak '
+                      f'{memory_label(args)} '
                       f'{common.fmt(mem.get("rss_mib"), ".0f")} MiB',
                       flush=True)
-    gemm_end = common.gemm_gflops()
+    gemm_end = common.gemm_gflops(args.device)
     print(f'float32 GEMM 2048^3 at the end: {gemm_end:.1f} GFLOP/s; load '
           f'average now {common.load_average():.2f}')
     report(args, timing, memory, [gemm_start, gemm_end])
+
+
+def batch_of(mode, args):
+    return args.batch if mode == 'train' else 1
+
+
+def memory_label(args):
+    """CPU: RSS growth above the built model; GPU: peak allocated."""
+    return 'CUDA' if args.device.startswith('cuda') else 'RSS +'
 
 
 def report(args, timing, memory, parent_gemm):
     rows, per_image, gemm_rates, macs = [], {}, {}, {}
     # The conservative ceiling: the fastest GEMM seen anywhere in the run.
     best_gemm = max(parent_gemm + [
-        2 * 2048**3 / common.median(res['times']['gemm']) / 1e9
+        common.gemm_rate(common.median(res['times']['gemm']))
         for res in timing.values() if 'error' not in res])
     notes = []
     policies = args.omp_wait_policy
@@ -377,14 +273,14 @@ def report(args, timing, memory, parent_gemm):
         if 'error' in res:
             rows.append([case, mode, 'all', 'failed'] + ['-'] * 10)
             continue
-        gemm = 2 * 2048**3 / common.median(res['times']['gemm']) / 1e9
+        gemm = common.gemm_rate(common.median(res['times']['gemm']))
         gemm_rates[case, mode, policy] = gemm
         if 'macs' in res:
             macs[case] = res
         for variant, times in res['times'].items():
             if variant == 'gemm':
                 continue
-            t = common.median(times) / res['batch']
+            t = common.median(times) / batch_of(mode, args)
             if len(policies) > 1:
                 variant = f'{variant} [{policy}]'
             per_image[case, mode, variant] = t
@@ -409,16 +305,20 @@ def report(args, timing, memory, parent_gemm):
                 common.fmt(res['compile_s'].get(variant.split(' ')[0]), '.0f'),
                 f'{other:.2f}',
             ])
+    cuda = args.device.startswith('cuda')
     print()
     print(f'input {args.size}x{args.size}; s/image: median over the rounds '
-          f'(train: batch {TRAIN_BATCH}, per image); peak RSS: above the '
-          'built model, own process; GFLOP/s = 2 x GMACs / s; GEMM: float32 '
+          f'(train: batch {args.batch}, per image); ' +
+          ('peak CUDA: max allocated, weights included' if cuda else
+           'peak RSS: above the built model') +
+          ', own process; GFLOP/s = 2 x GMACs / s; GEMM: float32 '
           '2048^3 torch.mm timed in the same rounds (% of best: of the '
           f'fastest GEMM of the whole run, {best_gemm:.1f} GFLOP/s); '
           'compile: cold cache; other cores: CPU taken by other processes '
           'during the runs')
     print(common.table(
-        ['case', 'mode', 'variant', 's/image', 'images/s', 'peak RSS +MiB',
+        ['case', 'mode', 'variant', 's/image', 'images/s',
+         'peak CUDA MiB' if cuda else 'peak RSS +MiB',
          'GMACs/image', 'GFLOP/s', 'GEMM GFLOP/s', '% of GEMM',
          '% of best GEMM', 'compile s', 'other cores'], rows))
     for note in notes:
@@ -471,9 +371,27 @@ def report(args, timing, memory, parent_gemm):
                 gemm = gemm_rates[case, mode, policy]
                 item += (f', {rate / gemm:.0%} of GEMM ({rate / best_gemm:.0%}'
                          ' of the best GEMM)')
+            bf16 = [v for v in mine if v.startswith('bf16')]
+            if bf16 and mode == 'train':
+                item += bf16_summary(bf16, mine, base, memory, case)
             summary.append(item)
     print()
     print('SUMMARY: ' + ('; '.join(summary) or 'no complete comparison'))
+
+
+def bf16_summary(bf16, per_image, base, memory, case):
+    """The faster bf16 variant's throughput and memory against fp32's
+    (``base``), with the goals (>= 1.5x, <= 0.6x)."""
+    fast = min(bf16, key=per_image.get)
+    speed = base / per_image[fast]
+    text = (f', {fast} {speed:.2f}x fp32 throughput (goal >= 1.5x: '
+            f'{"met" if speed >= 1.5 else "NOT met"})')
+    peak, fp32 = (memory.get((case, 'train', v), {}).get('rss_mib')
+                  for v in (fast, 'base'))
+    if peak and fp32:
+        text += (f', {peak / fp32:.2f}x fp32 memory (goal <= 0.6x: '
+                 f'{"met" if peak / fp32 <= 0.6 else "NOT met"})')
+    return text
 
 
 if __name__ == '__main__':

@@ -27,73 +27,13 @@ without it (``verify=False``), to show where the time goes, and, with
 ``--tf-python`` naming an interpreter that has TensorFlow, the same reads of
 the folder by ``tf.train.load_checkpoint`` (TensorFlow reads no archives).
 """
-import argparse
-import importlib.util
-import os
 import os.path as osp
 import sys
-import tarfile
-import tempfile
 import time
 
-import common
+from deeplabplus_mm.utils import benchmark as common
 
-CASE = 'xception65_os16'
 KINDS = ('needed', 'all', 'keep')
-
-
-def refs_dir():
-    return os.environ.get('DEEPLAB_TF_REFS',
-                          osp.join(common.REPO, '..', 'shared', 'tf_deeplab'))
-
-
-def checkpoint_tensors(refs, subset=None):
-    """name -> array of a training checkpoint of the reference model (the
-    first ``subset`` variables only, when given)."""
-    spec = importlib.util.spec_from_file_location(
-        'tf_refs_weights', osp.join(refs, 'weights.py'))
-    weights = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(weights)
-    table = weights.read_variables_tsv(osp.join(refs, CASE, 'variables.tsv'))
-    tensors = {'global_step': weights.variable_value('global_step', (),
-                                                     'int64')}
-    for name, shape, dtype, trainable in table[:subset]:
-        tensors[name] = weights.variable_value(name, shape, dtype)
-        if trainable:
-            slot = f'{name}/Momentum'
-            tensors[slot] = weights.variable_value(slot, shape, dtype)
-    return tensors
-
-
-def ensure_inputs(cache, refs, subset=None):
-    """(prefix, archive) of the cached checkpoint, written on first use."""
-    from deeplabplus_mm.converters import write_checkpoint
-    name = 'read_xception65_momentum' + (f'_{subset}' if subset else '')
-    folder = osp.join(cache, name)
-    prefix = osp.join(folder, 'model.ckpt-30000')
-    archive = osp.join(cache, f'{name}.tar.gz')
-    if not osp.isfile(prefix + '.index'):
-        os.makedirs(folder, exist_ok=True)
-        start = time.perf_counter()
-        write_checkpoint(prefix, checkpoint_tensors(refs, subset))
-        print(f'# wrote {prefix} in {time.perf_counter() - start:.1f} s',
-              flush=True)
-    if not osp.isfile(archive):
-        start = time.perf_counter()
-        tmp = f'{archive}.tmp{os.getpid()}'
-        with tarfile.open(tmp, 'w:gz', compresslevel=6) as tar:
-            tar.add(folder, arcname=name)
-        os.replace(tmp, archive)
-        print(f'# wrote {archive} in {time.perf_counter() - start:.1f} s',
-              flush=True)
-    return prefix, archive
-
-
-def input_bytes(prefix):
-    folder, base = osp.split(prefix)
-    return sum(
-        osp.getsize(osp.join(folder, f)) for f in os.listdir(folder)
-        if f.startswith(base + '.'))
 
 
 def _wanted(kind, name):
@@ -156,13 +96,9 @@ def crc_throughput():
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    common.add_common_args(parser, 'smoke run: 1 repeat of each')
-    parser.add_argument('--cache', default=osp.join(tempfile.gettempdir(),
-                                                    'deeplabplus_bench'),
-                        help='where the generated checkpoint is kept')
-    parser.add_argument('--repeats', type=int, default=None)
+    parser = common.parser_for(__doc__, 'smoke run: 1 repeat of each',
+                               cache=True, repeats='runs of each (default '
+                               '3; 1 quick)')
     parser.add_argument('--kinds', default=','.join(KINDS),
                         help='what to read, of ' + ', '.join(KINDS))
     parser.add_argument('--tf-python', default=None,
@@ -171,8 +107,7 @@ def parse_args():
     parser.add_argument('--subset', type=int, default=None,
                         help='only the first N variables of the model '
                         '(smaller checkpoint, for smoke tests)')
-    args = parser.parse_args()
-    args.repeats = args.repeats or (1 if args.quick else 3)
+    args = common.fill_defaults(parser.parse_args(), repeats=(1, 3))
     args.kinds = args.kinds.split(',')
     if not set(args.kinds) <= set(KINDS) or 'all' not in args.kinds:
         parser.error(f'--kinds: a subset of {",".join(KINDS)} with "all"')
@@ -181,12 +116,9 @@ def parse_args():
 
 def main():
     args = parse_args()
-    refs = refs_dir()
-    if not osp.isfile(osp.join(refs, CASE, 'variables.tsv')):
-        sys.exit(f'error: TF references not found at {refs} (set '
-                 'DEEPLAB_TF_REFS)')
-    prefix, archive = ensure_inputs(args.cache, refs, args.subset)
-    size_mib = input_bytes(prefix) / 2**20
+    prefix, archive = common.reference_checkpoint(args.cache, args.subset,
+                                                  archive=True)
+    size_mib = common.checkpoint_bytes(prefix) / 2**20
     load, _ = common.start_run(args)
     print(f'load average at start: {load:.2f}; checkpoint {prefix} '
           f'({size_mib:.0f} MiB, index + data), archive {archive} '

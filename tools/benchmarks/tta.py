@@ -32,7 +32,6 @@ with the preprocessor's padding size set to ``size`` (the config pads to
 513 for 513 inputs). Warm-up, then the median of ``repeats``; all timings
 interleaved round-robin.
 """
-import argparse
 import os.path as osp
 import tempfile
 import time
@@ -40,8 +39,10 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 
-import common
+from deeplabplus_mm.apis import build_model
+from deeplabplus_mm.utils import benchmark as common
 
 ZOO_CONFIG = osp.join('configs', 'deeplabv3plus',
                       'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-'
@@ -49,11 +50,11 @@ ZOO_CONFIG = osp.join('configs', 'deeplabv3plus',
 
 
 def build(arch, size, channels_last=False):
-    cfg = common.load_config(ZOO_CONFIG)
+    cfg = Config.fromfile(osp.join(common.REPO, ZOO_CONFIG))
     cfg.model.backbone.arch = arch
     cfg.model.data_preprocessor.test_cfg = dict(size=(size, size))
     from deeplabplus_mm.models.utils import prepare_for_inference
-    model = common.build_segmentor(cfg)
+    model = build_model(cfg, seed=0)
     prepare_for_inference(model, fuse=False, channels_last=channels_last)
     return cfg, model
 
@@ -80,21 +81,16 @@ def tta_batches(cfg, size, folder):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    common.add_common_args(parser,
-                           'smoke run: xception41 at 97x97, 1 repeat')
+    parser = common.parser_for(__doc__,
+                               'smoke run: xception41 at 97x97, 1 repeat',
+                               repeats='timed rounds (default 5; 1 quick)')
     parser.add_argument('--arch', type=int, default=None,
                         help='xception 41/65/71 (default 65; 41 quick)')
     parser.add_argument('--size', type=int, default=None,
                         help='image side (default 513; 97 quick)')
-    parser.add_argument('--repeats', type=int, default=None)
     parser.add_argument('--channels-last', action='store_true')
-    args = parser.parse_args()
-    args.arch = args.arch or (41 if args.quick else 65)
-    args.size = args.size or (97 if args.quick else 513)
-    args.repeats = args.repeats or (1 if args.quick else 5)
-    return args
+    return common.fill_defaults(parser.parse_args(), arch=(41, 65),
+                                size=(97, 513), repeats=(1, 5))
 
 
 def prepare(arch, size, channels_last):
@@ -231,22 +227,16 @@ def main():
 
     # Interleave the measurements so that drifting load hits all alike;
     # runs that other processes disturbed are retried (up to 3 times).
-    def timed(fn):
-        times, other = common.measure_clean(fn, 1, args.max_other_cores,
-                                            max_tries=3)
-        disturbed.append(max(other))
-        return times
+    # One warm-up round, then medians.
+    def timed(**steps):
+        times, others = common.round_robin(steps, 1, args.repeats,
+                                           args.max_other_cores)
+        disturbed.extend(max(o) for o in others.values())
+        return {key: common.median(value) for key, value in times.items()}
 
     disturbed = []
-    runs = dict(tf=run_tf, tf_singles=run_tf_singles, ours=run_ours,
+    med = timed(tf=run_tf, tf_singles=run_tf_singles, ours=run_ours,
                 singles=run_singles, mmseg=run_mmseg, keep=run_singles_keep)
-    times = {key: [] for key in runs}
-    for fn in runs.values():  # warm-up
-        fn()
-    for _ in range(args.repeats):
-        for key, fn in runs.items():
-            times[key] += timed(fn)
-    med = {key: common.median(value) for key, value in times.items()}
     tf_s, tf_single_s = med['tf'], med['tf_singles']
     tta_s, single_s = med['ours'], med['singles']
     mmseg_s, keep_s = med['mmseg'], med['keep']
@@ -273,13 +263,8 @@ def main():
             with torch.no_grad():
                 model.encode_decode(pair, metas + fmetas)
 
-        seq, bat = [], []
-        sequential()
-        batched()
-        for _ in range(args.repeats):
-            seq += timed(sequential)
-            bat += timed(batched)
-        seq_s, bat_s = common.median(seq), common.median(bat)
+        pair_s = timed(seq=sequential, bat=batched)
+        seq_s, bat_s = pair_s['seq'], pair_s['bat']
         seq_total += seq_s
         batched_total += bat_s
         shape = 'x'.join(str(v) for v in x.shape[2:])
