@@ -137,14 +137,18 @@ class Interference:
     """
     HZ = os.sysconf('SC_CLK_TCK') if hasattr(os, 'sysconf') else 100
 
+    def __init__(self, children: bool = False):
+        # children: what ran is a child process, waited for in the block
+        self.children = children
+
     def __enter__(self):
-        self.start = busy_ticks()
+        self.start = busy_ticks(self.children)
         self.t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc):
         self.wall = time.perf_counter() - self.t0
-        end = busy_ticks()
+        end = busy_ticks(self.children)
         if self.start is None or end is None:
             self.cores = 0.
         else:

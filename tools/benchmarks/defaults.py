@@ -148,16 +148,14 @@ def run_once(argv, env):
     log's tail."""
     import json
     import resource
-    probe = _Probe()
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, __file__, common.CHILD_FLAG,
-         json.dumps(dict(kind='run', argv=argv))],
-        cwd=common.REPO, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
-    wall = time.perf_counter() - start
-    other = probe.other_cores(wall)
+    with common.Interference(children=True) as probe:
+        proc = subprocess.run(
+            [sys.executable, __file__, common.CHILD_FLAG,
+             json.dumps(dict(kind='run', argv=argv))],
+            cwd=common.REPO, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+    wall, other = probe.wall, probe.cores
     end = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (end.ru_utime - cpu.ru_utime) + (end.ru_stime - cpu.ru_stime)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
@@ -166,22 +164,6 @@ def run_once(argv, env):
         raise RuntimeError(f'{" ".join(argv)} exited with '
                            f'{proc.returncode}:\n{tail}')
     return wall, json.loads(lines[-1])['work'], cpu, other, proc.stdout
-
-
-class _Probe:
-    """CPU used by processes other than this one and its waited-for
-    children since creation, in cores."""
-
-    def __init__(self):
-        self.start = common.busy_ticks(children=True)
-
-    def other_cores(self, wall):
-        end = common.busy_ticks(children=True)
-        if self.start is None or end is None:
-            return float('nan')
-        other = (end[0] - self.start[0]) - (end[1] - self.start[1])
-        hz = os.sysconf('SC_CLK_TCK')
-        return max(other, 0) / hz / max(wall, 1e-9)
 
 
 def parse_args():
