@@ -67,27 +67,6 @@ def small_tf_segmentor(test_size=None):
     return model.eval()
 
 
-def calibrate_bn(model, size=65, batch=2, seed=0):
-    """Give every BatchNorm of ``model`` the statistics of one batch of
-    random images (so that a randomly initialised segmentor's predictions
-    vary over an image instead of being one class); returns it in eval
-    mode."""
-    import torch
-    from torch.nn.modules.batchnorm import _BatchNorm
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 1.0  # running stats = this batch's
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    with torch.no_grad():
-        model(torch.rand(batch, 3, size, size, generator=gen) * 2 - 1,
-              mode='tensor')
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    return model.eval()
-
-
 @pytest.fixture(scope='session')
 def tf_refs():
     from deeplabplus_mm.utils import tf_refs_dir

@@ -15,6 +15,7 @@ from PIL import Image
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from conftest import REPO, build_model, run_tool, tiny_config
+from deeplabplus_mm.utils.benchmark import calibrate_bn
 
 # The tolerance of the fusion tests of test_fuse_and_benchmarks.py: logits
 # to 1e-4 of their scale (those tests' models have logits of order 1; the
@@ -40,16 +41,10 @@ def calibrated(tmp_path_factory, synth_voc):
     number of BNs of the model."""
     folder = tmp_path_factory.mktemp('calibrated')
     config = tiny_config(folder, synth_voc, 1)
-    model = build_model(config, seed=0)
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average of the batches below
-    model.train()
-    with torch.no_grad():
-        model(torch.rand(4, 3, 97, 97) * 2 - 1, mode='tensor')
+    model = calibrate_bn(build_model(config, seed=0), 97, batch=4)
     ckpt = folder / 'calibrated.pth'
     torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     return config, str(ckpt), len(norms)
 
 

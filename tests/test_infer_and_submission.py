@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from conftest import DEMO_CONFIG as DEMO
-from conftest import REPO, build_model, calibrate_bn, run_tool
+from conftest import REPO, build_model, run_tool
+from deeplabplus_mm.utils.benchmark import calibrate_bn
 
 
 @pytest.fixture(scope='module')
@@ -19,7 +20,7 @@ def plain_checkpoint(tmp_path_factory):
     """A checkpoint like the converter writes: state_dict + meta, no
     dataset_meta (random weights; BN statistics of random images, so that
     predictions hold several classes)."""
-    model = calibrate_bn(build_model(DEMO, seed=0))
+    model = calibrate_bn(build_model(DEMO, seed=0), 65, seed=0)
     path = tmp_path_factory.mktemp('ckpt') / 'plain.pth'
     torch.save(dict(state_dict=model.state_dict(),
                     meta=dict(variant='xception_41')), path)

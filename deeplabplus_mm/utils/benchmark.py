@@ -535,6 +535,32 @@ def train_batch(batch, size, num_classes, device='cpu', memory_format=None,
         memory_format=memory_format or torch.contiguous_format), samples
 
 
+@torch.no_grad()
+def calibrate_bn(model, size, batch=2, batches=1, seed=None):
+    """Give every BatchNorm of ``model`` the statistics measured on random
+    images in [-1, 1] (``batches`` batches of ``batch`` x 3 x size x size;
+    from a generator seeded with ``seed``, else torch's global one): their
+    running statistics are reset and become the batches' cumulative
+    average. A randomly initialised segmentor with default statistics
+    predicts one class everywhere; calibrated, its predictions vary over an
+    image and its activations stay in range (no denormal floats). Returns
+    the model in eval mode, its norms' momenta as they were."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average of the batches below
+    gen = None if seed is None else torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(batches):
+        model(torch.rand(batch, 3, size, size, generator=gen) * 2 - 1,
+              mode='tensor')
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return model.eval()
+
+
 def prepare(case, mode, variant, size, batch=1, device='cpu',
             optimizer=False, on_ready=None):
     """Build one variant of a case; returns ``(step, model, compile_s)``.

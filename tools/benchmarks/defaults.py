@@ -68,7 +68,6 @@ def make_data(folder, config, num_images, size_range, quick):
     """Synthetic VOC data, a derived config on it, a calibrated checkpoint;
     returns ``(config path, checkpoint path, images folder)``."""
     import torch
-    from torch.nn.modules.batchnorm import _BatchNorm
 
     from deeplabplus_mm.datasets.synthetic import make_synthetic_voc
     root = osp.join(folder, 'voc')
@@ -83,18 +82,8 @@ test_dataloader = dict(
                                   seg_map_path='SegmentationClass'),
                  ann_file='ImageSets/Segmentation/val.txt'))
 """)
-    model = build_model(derived, seed=0)
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    model.train()
-    size = 97 if quick else 257
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.rand(2, 3, size, size, generator=gen) * 2 - 1,
-                  mode='tensor')
+    model = common.calibrate_bn(build_model(derived, seed=0),
+                                97 if quick else 257, batches=2, seed=0)
     ckpt = osp.join(folder, 'model.pth')
     torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
     return derived, ckpt, osp.join(root, 'JPEGImages')
