@@ -45,8 +45,9 @@ def small_tf_segmentor(test_size=None):
     """Xception-41 + TF head (32 channels), test images padded to
     ``test_size`` when given, BN statistics measured on random images
     (momentum 1) so that predictions vary over the image; eval mode."""
-    import torch
     from mmengine.config import ConfigDict
+
+    from deeplabplus_mm.utils.benchmark import calibrate_bn
     norm_cfg = dict(type='BN', eps=1e-3, momentum=1.0)
     preprocessor = dict(type='SegDataPreProcessor', mean=[127.5] * 3,
                         std=[127.5] * 3, bgr_to_rgb=True)
@@ -61,10 +62,7 @@ def small_tf_segmentor(test_size=None):
                          num_classes=21, align_corners=True,
                          norm_cfg=norm_cfg),
         test_cfg=dict(mode='whole')), seed=0)
-    model.train()
-    with torch.no_grad():  # momentum 1: running stats = this batch's
-        model(torch.rand(2, 3, 65, 65) * 2 - 1, mode='tensor')
-    return model.eval()
+    return calibrate_bn(model, 65)  # one batch from the seeded global RNG
 
 
 @pytest.fixture(scope='session')
