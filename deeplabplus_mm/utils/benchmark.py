@@ -1,13 +1,11 @@
-"""The machinery of the benchmarks in ``tools/benchmarks/``.
+"""The machinery of the benchmarks in ``tools/benchmarks/`` (the commands).
 
-The scripts there are the commands; what they share is here, importable by
-the tests: the machine and its load, timing (warm-up, median of repeats,
-retries of runs other processes disturbed, round-robin over variants, the
-float32 GEMM reference rate), peak memory, child processes (one per case:
-``script --child JSON`` prints a JSON result), tables and arguments, the
-models of the zoo configs as the benchmarks build and step them, and the
-full-size reference checkpoint the converter and reader benchmarks use.
-Nothing here is timed by the tests; they run the scripts.
+Shared here, importable by the tests: arguments and the machine line,
+timing (round-robin over variants, retrying runs that other processes
+disturbed, the float32 GEMM reference rate), peak memory, child processes,
+tables, the zoo configs' models as the benchmarks build and step them, and
+the full-size reference checkpoint. How each figure is measured:
+``docs/benchmarks.md``.
 """
 import argparse
 import datetime
@@ -29,331 +27,58 @@ from . import REPO, tf_refs_dir
 
 CHILD_FLAG = '--child'
 DEFAULT_CACHE = osp.join(tempfile.gettempdir(), 'deeplabplus_bench')
-
-# ---------------------------------------------------------------------------
-# The machine
-# ---------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
-
-
-def load_average() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float('nan')
-
-
-def wait_for_quiet(max_load: float = 1.3, patience: float = 180.,
-                   interval: float = 30.) -> float:
-    """Sleep while the 1-minute load average is above ``max_load``, for at
-    most ``patience`` seconds; returns the load found when starting."""
-    deadline = time.monotonic() + patience
-    load = load_average()
-    while load > max_load and time.monotonic() < deadline:
-        print(f'# load average {load:.2f} > {max_load}: waiting {interval:.0f}'
-              ' s', flush=True)
-        time.sleep(interval)
-        load = load_average()
-    if load > max_load:
-        print(f'# load average still {load:.2f}: measuring anyway (the '
-              'figures below are pessimistic)', flush=True)
-    return load
-
-
-def machine_line(threads=None) -> str:
-    """CPU model, cores/threads used, torch version and date, one line."""
-    threads = torch.get_num_threads() if threads is None else threads
-    date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
-    return (f'machine: {cpu_model()}, {os.cpu_count()} logical CPUs, '
-            f'{threads} torch threads | torch {torch.__version__} | '
-            f'python {platform.python_version()} | {date} | '
-            f'load avg {load_average():.2f}')
-
-
-def gpu_line(device) -> str:
-    """The GPU's name and memory, CUDA and cuDNN versions, one line."""
-    props = torch.cuda.get_device_properties(device)
-    return (f'GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB | CUDA '
-            f'{torch.version.cuda} | cuDNN {torch.backends.cudnn.version()}')
-
-
-# ---------------------------------------------------------------------------
-# Timing
-# ---------------------------------------------------------------------------
-
-
-def measure(fn, warmup: int = 1, repeats: int = 3):
-    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times; returns
-    the list of wall times (seconds)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def median(values):
-    return statistics.median(values)
-
-
-def busy_ticks(children: bool = False):
-    """(all CPUs' busy ticks, this process's ticks) or None off Linux;
-    ``children``: this process's ticks include its children once waited
-    for (cutime + cstime)."""
-    try:
-        with open('/proc/stat') as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        with open('/proc/self/stat') as f:
-            own = f.read().rsplit(')', 1)[1].split()
-    except (OSError, ValueError, IndexError):
-        return None
-    # user nice system idle iowait irq softirq steal: idle and iowait are
-    # not busy; guest time is already part of user.
-    busy = sum(fields[:8]) - fields[3] - fields[4]
-    # utime + stime (all threads) [+ cutime + cstime]
-    return busy, sum(int(v) for v in own[11:15 if children else 13])
-
-
-class Interference:
-    """CPU time other processes used while something ran, in cores.
-
-    On a shared machine a foreign process that takes a core from one of
-    torch's OpenMP threads makes the other threads wait at every barrier: a
-    2-thread forward can run several times slower. ``measure_clean`` uses
-    this to retry the repeats that were disturbed.
-    """
-    HZ = os.sysconf('SC_CLK_TCK') if hasattr(os, 'sysconf') else 100
-
-    def __init__(self, children: bool = False):
-        # children: what ran is a child process, waited for in the block
-        self.children = children
-
-    def __enter__(self):
-        self.start = busy_ticks(self.children)
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self.t0
-        end = busy_ticks(self.children)
-        if self.start is None or end is None:
-            self.cores = 0.
-        else:
-            other = (end[0] - self.start[0]) - (end[1] - self.start[1])
-            self.cores = max(other, 0) / self.HZ / max(self.wall, 1e-9)
-
-
-def measure_clean(fn, repeats=3, max_other_cores=0.25, max_tries=None):
-    """Time ``fn`` until ``repeats`` runs saw less than ``max_other_cores``
-    of foreign CPU use, or ``max_tries`` runs were made (default 3x
-    ``repeats``). Returns ``(times, other_cores)`` of the clean runs, or of
-    all runs when too few were clean."""
-    max_tries = max_tries or 3 * repeats
-    clean, every = [], []
-    while len(clean) < repeats and len(every) < max_tries:
-        with Interference() as probe:
-            fn()
-        every.append((probe.wall, probe.cores))
-        if probe.cores < max_other_cores:
-            clean.append(every[-1])
-    chosen = clean if len(clean) >= repeats else every
-    return [t for t, _ in chosen], [c for _, c in chosen]
-
-
-def round_robin(steps: dict, warmup: int, repeats: int,
-                max_other_cores: float):
-    """Time every step of ``steps`` (name -> callable) once per round, so
-    that drifting load hits all alike: ``warmup`` untimed rounds, then
-    ``repeats`` rounds; a run during which other processes took more than
-    ``max_other_cores`` is retried (up to 3 times). Returns ``(times,
-    other_cores)``, name -> list."""
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    times = {k: [] for k in steps}
-    others = {k: [] for k in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            t, o = measure_clean(step, 1, max_other_cores, max_tries=3)
-            times[name] += t
-            others[name] += o
-    return times, others
-
-
-GEMM_N = 2048
-
-
-def gemm_step(device='cpu', n: int = GEMM_N):
-    """A dense float32 ``torch.mm`` of two n x n matrices, as a step (on a
-    GPU synchronised); 2 n^3 floating-point operations."""
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(device)
-    b = torch.randn(n, n, generator=gen).to(device)
-    out = torch.empty(n, n, device=device)
-
-    def step():
-        torch.mm(a, b, out=out)
-        synchronize(device)
-
-    return step
-
-
-def gemm_rate(seconds: float, n: int = GEMM_N) -> float:
-    """GFLOP/s of one n x n x n GEMM that took ``seconds``."""
-    return 2 * n**3 / seconds / 1e9
-
-
-def gemm_gflops(device='cpu', warmup: int = 2, repeats: int = 7) -> float:
-    """The median GFLOP/s of :func:`gemm_step`."""
-    return gemm_rate(median(measure(gemm_step(device), warmup, repeats)))
-
-
-def synchronize(device):
-    """Wait for a GPU's queued work (nothing on the CPU)."""
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-# ---------------------------------------------------------------------------
-# Memory
-# ---------------------------------------------------------------------------
-
-
-def _status_kb(field: str):
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-class PeakRSS:
-    """Peak resident memory of this process above a baseline, in MiB.
-
-    ``start()`` takes the current RSS as the baseline and, where Linux
-    allows it, resets the high-water mark to it (``/proc/self/clear_refs``),
-    so that ``delta_mib()`` is the growth caused by what ran in between.
-    Elsewhere it falls back to ``ru_maxrss`` minus the baseline (exact when
-    nothing before ``start()`` peaked higher than the baseline).
-    """
-
-    def start(self):
-        import gc
-        gc.collect()
-        self.reset = False
-        try:
-            with open('/proc/self/clear_refs', 'w') as f:
-                f.write('5')
-            self.reset = True
-        except OSError:
-            pass
-        rss = _status_kb('VmRSS')
-        if rss is None:
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self.baseline_kb = rss
-        return self
-
-    def peak_kb(self) -> int:
-        hwm = _status_kb('VmHWM') if self.reset else None
-        if hwm is None:
-            hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return hwm
-
-    def delta_mib(self) -> float:
-        return max(self.peak_kb() - self.baseline_kb, 0) / 1024
-
-    @property
-    def baseline_mib(self) -> float:
-        return self.baseline_kb / 1024
-
-
-# ---------------------------------------------------------------------------
-# Child processes
-# ---------------------------------------------------------------------------
-
-
-def run_child(script: str, spec: dict, timeout: float = 1800,
-              env=None, python=None) -> dict:
-    """Run ``python SCRIPT --child JSON`` (this interpreter unless
-    ``python`` names another) and return the dict it printed as its last
-    line (``{'error': ...}`` when it failed)."""
-    full_env = dict(os.environ, **(env or {}))
-    proc = subprocess.run(
-        [python or sys.executable, script, CHILD_FLAG, json.dumps(spec)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        timeout=timeout, env=full_env, cwd=REPO)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        return dict(error=f'exit {proc.returncode}: ' + ' | '.join(tail))
-    return json.loads(lines[-1])
-
-
-def child_spec():
-    """The spec of a child invocation, or None in the parent."""
-    if len(sys.argv) == 3 and sys.argv[1] == CHILD_FLAG:
-        return json.loads(sys.argv[2])
-    return None
-
-
-def child_reply(result: dict):
-    print(json.dumps(result), flush=True)
-
-
-def entry(main, **children):
-    """The ``__main__`` of a benchmark: in a child process (``--child
-    JSON``) run ``children[spec['kind']](spec)`` and print its result;
-    otherwise exit with ``main()``."""
-    spec = child_spec()
-    if spec is None:
-        sys.exit(main())
-    kind = spec.pop('kind')
-    child_reply(children[kind](spec))
-
-
-# ---------------------------------------------------------------------------
-# Output and arguments
-# ---------------------------------------------------------------------------
-
-
-def table(headers, rows) -> str:
-    """A Markdown table (readable as plain text too)."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-
-    def line(r):
-        return '| ' + ' | '.join(c.ljust(w) for c, w in zip(r, widths)) + ' |'
-
-    sep = '|' + '|'.join('-' * (w + 2) for w in widths) + '|'
-    return '\n'.join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
-
-
-def fmt(value, spec='.2f', missing='-'):
-    if value is None or (isinstance(value, float) and value != value):
-        return missing
-    return format(value, spec)
-
-
-def describe_run():
-    """The command line, as a user would type it."""
-    return 'command: python ' + ' '.join(
-        [os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:])
+median = statistics.median
+
+# --------------------------------------------------------------------------
+# Arguments, the machine
+# --------------------------------------------------------------------------
+
+
+def parser(doc, quick_help, cache=False, **scaled):
+    """A benchmark's parser: ``--quick``, the threads and quiet-machine
+    options, ``--cache`` if asked and, per ``name=(quick, full, help)``, an
+    option whose default depends on ``--quick`` (filled in by
+    :func:`parse`)."""
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('--quick', action='store_true', help=quick_help)
+    p.add_argument('--threads', type=int, default=0,
+                   help="torch threads (default: torch's, one per core)")
+    p.add_argument('--max-load', type=float, default=1.3, help='wait while '
+                   'the 1-minute load average is above this ...')
+    p.add_argument('--patience', type=float, default=180.,
+                   help='... for at most this many seconds')
+    p.add_argument('--max-other-cores', type=float, default=0.25,
+                   help='retry a timed run (up to 3 times) when other '
+                   'processes used more CPU than this while it ran')
+    if cache:
+        p.add_argument('--cache', default=DEFAULT_CACHE,
+                       help='where generated inputs are kept')
+    for name, (quick, full, text) in scaled.items():
+        p.add_argument('--' + name.replace('_', '-'), type=type(full),
+                       help=f'{text} (default {full}; {quick} quick)')
+    p.set_defaults(_scaled=scaled)
+    return p
+
+
+def parse(p, args=None):
+    """Parse, and give each unset scaled option its quick or full value."""
+    args = p.parse_args(args)
+    for name, (quick, full, _) in args.__dict__.pop('_scaled').items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    return args
+
+
+def load_average():
+    return os.getloadavg()[0]
+
+
+def cpu_model():
+    with open('/proc/cpuinfo') as f:
+        names = [ln.split(':', 1)[1].strip() for ln in f
+                 if ln.startswith('model name')]
+    return names[0] if names else platform.processor()
 
 
 def set_threads(threads):
@@ -363,136 +88,273 @@ def set_threads(threads):
     return torch.get_num_threads()
 
 
-def add_common_args(parser, quick_help):
-    """``--quick`` and the threads and quiet-machine options."""
-    parser.add_argument('--quick', action='store_true', help=quick_help)
-    parser.add_argument('--threads', type=int, default=0,
-                        help='torch threads (default: torch\'s choice, one '
-                        'per core)')
-    parser.add_argument('--max-load', type=float, default=1.3,
-                        help='wait while the 1-minute load average is above '
-                        'this (at most --patience seconds)')
-    parser.add_argument('--patience', type=float, default=180.,
-                        help='longest wait for a quiet machine, seconds')
-    parser.add_argument('--max-other-cores', type=float, default=0.25,
-                        help='retry a timed run (up to 3 times) when other '
-                        'processes used more CPU than this while it ran')
-    return parser
-
-
-def parser_for(doc, quick_help, cache=False, repeats=None):
-    """A benchmark's argument parser: its docstring as help, the options of
-    :func:`add_common_args` and, when asked, ``--cache`` (where generated
-    inputs are kept) and ``--repeats`` (with that help text)."""
-    parser = add_common_args(argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawTextHelpFormatter),
-        quick_help)
-    if cache:
-        parser.add_argument('--cache', default=DEFAULT_CACHE,
-                            help='where generated inputs are kept')
-    if repeats is not None:
-        parser.add_argument('--repeats', type=int, default=None,
-                            help=repeats)
-    return parser
-
-
-def fill_defaults(args, **defaults):
-    """Set each unset (None or 0) argument ``name`` of ``defaults``
-    (``name=(quick value, full value)``) by ``args.quick``."""
-    for name, (quick, full) in defaults.items():
-        if not getattr(args, name):
-            setattr(args, name, quick if args.quick else full)
-    return args
-
-
-def start_run(args):
-    """Wait for a quiet machine, set the threads, print the command and the
-    machine line; returns ``(load average found, torch threads)``."""
-    load = wait_for_quiet(args.max_load, args.patience)
-    threads = set_threads(args.threads)
-    print(describe_run())
-    print(machine_line(threads), flush=True)
+def start(args):
+    """Wait (at most ``--patience`` s) while the load average is above
+    ``--max-load``, set the threads, print the command and the machine;
+    returns ``(load average found, torch threads)``."""
+    deadline = time.monotonic() + args.patience
+    while load_average() > args.max_load and time.monotonic() < deadline:
+        print(f'# load average {load_average():.2f} > {args.max_load}: '
+              'waiting 30 s', flush=True)
+        time.sleep(30)
+    load, threads = load_average(), set_threads(args.threads)
+    date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
+    print('command: python ' + ' '.join(
+        [osp.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
+    print(f'machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {threads}'
+          f' torch threads | torch {torch.__version__} | python '
+          f'{platform.python_version()} | {date} | load avg {load:.2f}',
+          flush=True)
     return load, threads
 
 
-# ---------------------------------------------------------------------------
-# Models of the zoo configs (model.py, deploy.py)
-# ---------------------------------------------------------------------------
-
-CONFIGS = {  # case -> configs/<family folder>/<file>
-    'xception65-d16':
-    'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py',
-    'xception65-d8':
-    'deeplabv3plus_xception65-d8_4xb4-30k_voc12aug-513x513.py',
-    'r101-d8': 'deeplabv3plus_r101-d8_4xb4-30k_voc12aug-513x513.py',
-    'r101-d16': 'deeplabv3plus_r101-d16_4xb4-30k_voc12aug-513x513.py',
-    # The other backbones (training channels_last per family; xception41 is
-    # also the smoke runs' small model).
-    'xception41-d16':
-    'deeplabv3plus_xception41-d16_4xb4-30k_voc12aug-513x513.py',
-    'xception41-d8':
-    'deeplabv3plus_xception41-d8_4xb4-30k_voc12aug-513x513.py',
-    'xception71-d16':
-    'deeplabv3plus_xception71-d16_4xb4-30k_voc12aug-513x513.py',
-    'xception71-d8':
-    'deeplabv3plus_xception71-d8_4xb4-30k_voc12aug-513x513.py',
-    # the zoo's other families
-    'mobilenetv2-d16':
-    'deeplabv3_mobilenetv2-d16_4xb4-30k_voc12aug-513x513.py',
-    'mobilenetv2-dm05-d16':
-    'deeplabv3_mobilenetv2-dm05-d16_4xb4-30k_voc12aug-513x513.py',
-    'mobilenetv2-ade20k-d16':
-    'deeplabv3plus_mobilenetv2-d16_4xb4-150k_ade20k-257x257.py',
-    'dpc-xception71-d16':
-    'dpc_xception71-d16_4xb2-90k_cityscapes-769x769.py',
-}
+def gpu_line(device):
+    props = torch.cuda.get_device_properties(device)
+    return (f'GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB | CUDA '
+            f'{torch.version.cuda} | cuDNN {torch.backends.cudnn.version()}')
 
 
-def config_path(case: str) -> str:
-    """The config file of a case of :data:`CONFIGS`."""
+# --------------------------------------------------------------------------
+# Timing and memory
+# --------------------------------------------------------------------------
+
+
+class Interference:
+    """Cores' worth of CPU time other processes used while the block ran
+    (``/proc/stat`` less this process's ticks; ``children``: the block
+    waits for child processes, whose ticks count as ours). On a shared
+    machine a process that preempts one OpenMP thread stalls the others at
+    every barrier."""
+    HZ = os.sysconf('SC_CLK_TCK')
+
+    def __init__(self, children=False):
+        self.fields = slice(11, 15 if children else 13)
+
+    def ticks(self):
+        with open('/proc/stat') as f:
+            cpu = [int(v) for v in f.readline().split()[1:9]]
+        with open('/proc/self/stat') as f:
+            own = f.read().rsplit(')', 1)[1].split()[self.fields]
+        # busy: all but idle and iowait; own: utime stime [cutime cstime]
+        return sum(cpu) - cpu[3] - cpu[4], sum(int(v) for v in own)
+
+    def __enter__(self):
+        self.start, self.t0 = self.ticks(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.t0
+        (busy, own), (busy0, own0) = self.ticks(), self.start
+        other = (busy - busy0) - (own - own0)
+        self.cores = max(other, 0) / self.HZ / max(self.wall, 1e-9)
+
+
+def round_robin(steps, warmup, repeats, max_other_cores):
+    """Time every step (name -> callable) once per round so that drifting
+    load hits all alike: ``warmup`` untimed rounds, then ``repeats``; a run
+    during which other processes took more than ``max_other_cores`` is
+    retried up to 3 times. Returns name -> times, name -> other cores."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times, others = {k: [] for k in steps}, {k: [] for k in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            for _ in range(3):
+                with Interference() as probe:
+                    step()
+                if probe.cores < max_other_cores:
+                    break
+            times[name].append(probe.wall)
+            others[name].append(probe.cores)
+    return times, others
+
+
+def synchronize(device):
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def gemm_step(device='cpu', n=2048):
+    """A float32 n x n ``torch.mm`` (2 n^3 FLOP): the reference rate."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=gen).to(device) for _ in range(2))
+    out = torch.empty(n, n, device=device)
+    return lambda: (torch.mm(a, b, out=out), synchronize(device))
+
+
+def gemm_rate(seconds, n=2048):
+    """GFLOP/s of one :func:`gemm_step` that took ``seconds``."""
+    return 2 * n**3 / seconds / 1e9
+
+
+def gemm_gflops(device='cpu'):
+    """The median rate of 7 GEMMs after 2 untimed."""
+    times, _ = round_robin(dict(gemm=gemm_step(device)), 2, 7, float('inf'))
+    return gemm_rate(median(times['gemm']))
+
+
+class PeakRSS:
+    """Peak resident memory above the RSS at ``start()``, in MiB: the
+    high-water mark is reset there (``/proc/self/clear_refs``; where that is
+    refused, ``reset`` is False and the peak is ``ru_maxrss``)."""
+
+    def start(self):
+        import gc
+        gc.collect()
+        try:
+            with open('/proc/self/clear_refs', 'w') as f:
+                f.write('5')
+            self.reset = True
+        except OSError:
+            self.reset = False
+        self.baseline_mib = self._status('VmRSS')
+        return self
+
+    def _status(self, field):
+        with open('/proc/self/status') as f:
+            kb = next(ln.split()[1] for ln in f if ln.startswith(field))
+        return int(kb) / 1024
+
+    def delta_mib(self):
+        peak = (self._status('VmHWM') if self.reset else
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return max(peak - self.baseline_mib, 0)
+
+
+# --------------------------------------------------------------------------
+# Child processes, output
+# --------------------------------------------------------------------------
+
+# Runs a command, prints its wall time, CPU time (with the children it
+# waited for), peak RSS, status and output. Linux counts a parent's memory
+# in a child's ru_maxrss when the child was forked from it, so commands are
+# started from this small process, not from a benchmark's large one.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT)
+out = proc.stdout.read().decode(errors='replace')
+_, status, use = os.wait4(proc.pid, 0)
+print(json.dumps(dict(seconds=time.perf_counter() - start, out=out,
+                      cpu_s=use.ru_utime + use.ru_stime,
+                      maxrss_mib=use.ru_maxrss / 1024,
+                      code=os.waitstatus_to_exitcode(status))))
+"""
+
+
+def run_command(argv, env=None):
+    """Run ``argv`` (a fresh process, from ``REPO``); returns its
+    ``seconds`` (wall), ``cpu_s``, ``maxrss_mib``, exit ``code``, ``out``
+    (stdout and stderr) and ``other_cores`` (:class:`Interference`)."""
+    with Interference(children=True) as probe:
+        proc = subprocess.run([sys.executable, '-c', _LAUNCHER, *argv],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO,
+                              env=dict(os.environ, **(env or {})), check=True)
+    return dict(json.loads(proc.stdout), other_cores=probe.cores)
+
+
+def run_child(script, spec, env=None, python=None):
+    """Run ``python SCRIPT --child JSON`` (this interpreter unless
+    ``python``); returns the dict it printed last, ``{'error': ...}`` when
+    it failed."""
+    res = run_command([python or sys.executable, script, CHILD_FLAG,
+                       json.dumps(spec)], env)
+    lines = [ln for ln in res['out'].splitlines() if ln.startswith('{')]
+    if res['code'] or not lines:
+        tail = ' | '.join(res['out'].strip().splitlines()[-5:])
+        return dict(error=f'exit {res["code"]}: {tail}')
+    return json.loads(lines[-1])
+
+
+def entry(main, **children):
+    """A benchmark's ``__main__``: with ``--child JSON`` print the result of
+    ``children[spec.pop('kind')](spec)``, otherwise exit with ``main()``."""
+    if len(sys.argv) != 3 or sys.argv[1] != CHILD_FLAG:
+        sys.exit(main())
+    spec = json.loads(sys.argv[2])
+    print(json.dumps(children[spec.pop('kind')](spec)), flush=True)
+
+
+def table(headers, rows):
+    """A Markdown table (readable as plain text too)."""
+    cells = [[str(c) for c in r] for r in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ['| ' + ' | '.join(c.ljust(w) for c, w in zip(r, widths)) + ' |'
+             for r in cells]
+    lines.insert(1, '|' + '|'.join('-' * (w + 2) for w in widths) + '|')
+    return '\n'.join(lines)
+
+
+def fmt(value, spec='.2f', missing='-'):
+    return missing if value is None or value != value else format(value,
+                                                                   spec)
+
+
+# --------------------------------------------------------------------------
+# Models of the zoo configs
+# --------------------------------------------------------------------------
+
+CONFIGS = {  # case -> config (configs/<algorithm>/<file>); 513x513 VOC-aug
+    f'{b}-d{s}': f'deeplabv3plus_{b}-d{s}_4xb4-30k_voc12aug-513x513.py'
+    for b in ('xception41', 'xception65', 'xception71', 'r101')
+    for s in (8, 16)}
+CONFIGS.update({
+    f'mobilenetv2{m}-d16': f'deeplabv3_mobilenetv2{m}-d16_4xb4-30k_'
+    'voc12aug-513x513.py' for m in ('', '-dm05')})
+CONFIGS['mobilenetv2-ade20k-d16'] = ('deeplabv3plus_mobilenetv2-d16_4xb4-'
+                                     '150k_ade20k-257x257.py')
+CONFIGS['dpc-xception71-d16'] = ('dpc_xception71-d16_4xb2-90k_cityscapes-'
+                                 '769x769.py')
+
+
+def config_path(case):
     name = CONFIGS[case]
     return osp.join(REPO, 'configs', name.split('_')[0], name)
 
 
-def build_case(case: str):
-    """A case's segmentor: :func:`deeplabplus_mm.apis.build_model`, seed
-    0."""
+def build_case(case):
+    """A case's segmentor (:func:`deeplabplus_mm.apis.build_model`, seed
+    0)."""
     from ..apis import build_model
     return build_model(config_path(case), seed=0)
 
 
 class Network(nn.Module):
-    """The eval forward as a module: ``encode_decode`` for one size."""
+    """The eval forward (``encode_decode``) at one size, as a module."""
 
     def __init__(self, model, size):
         super().__init__()
-        self.model = model
-        self.metas = [dict(img_shape=(size, size))]
+        self.model, self.metas = model, [dict(img_shape=(size, size))]
 
     def forward(self, x):
         return self.model.encode_decode(x, self.metas)
 
 
-def count_macs(model, size):
-    """(total, by operator) of mmengine's FlopAnalyzer at size x size."""
+def _flop_analyzer(net, shape):
     from mmengine.analysis import FlopAnalyzer
-    analyzer = FlopAnalyzer(Network(model, size).eval(),
-                            (torch.zeros(1, 3, size, size), ))
+    analyzer = FlopAnalyzer(net.eval(), (torch.zeros(shape), ))
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
-    with torch.no_grad():
-        total = analyzer.total()
-    return total, dict(analyzer.by_operator())
+    return analyzer
+
+
+@torch.no_grad()
+def count_macs(model, size):
+    """mmengine's ``FlopAnalyzer`` at size x size: (total, by operator)."""
+    analyzer = _flop_analyzer(Network(model, size), (1, 3, size, size))
+    return analyzer.total(), dict(analyzer.by_operator())
 
 
 def counter_unit():
-    """What FlopAnalyzer counts for 1 multiply-add: a 1x1 conv, 1 channel,
-    1 pixel, no bias is exactly one multiply-add."""
-    from mmengine.analysis import FlopAnalyzer
-    conv = torch.nn.Conv2d(1, 1, 1, bias=False)
-    return FlopAnalyzer(conv, (torch.zeros(1, 1, 1, 1), )).total()
+    """What FlopAnalyzer counts for one multiply-add (a 1x1 conv of one
+    channel and one pixel without bias)."""
+    return _flop_analyzer(nn.Conv2d(1, 1, 1, bias=False),
+                          (1, 1, 1, 1)).total()
 
 
+@torch.no_grad()
 def conv_breakdown(model, size):
     """Conv MACs by kind (1x1, dense kxk, depthwise) and BN elements."""
     counts = dict(conv_1x1=0, conv_dense=0, conv_depthwise=0, bn_elements=0)
@@ -500,16 +362,15 @@ def conv_breakdown(model, size):
     def hook(module, inputs, output):
         if isinstance(module, nn.Conv2d):
             k = module.kernel_size[0] * module.kernel_size[1]
-            macs = output.numel() * module.in_channels // module.groups * k
             kind = ('conv_depthwise' if module.groups > 1 else
                     'conv_1x1' if k == 1 else 'conv_dense')
-            counts[kind] += macs
+            counts[kind] += (output.numel() * module.in_channels //
+                             module.groups * k)
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
             counts['bn_elements'] += output.numel()
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
-    with torch.no_grad():
-        Network(model, size).eval()(torch.zeros(1, 3, size, size))
+    Network(model, size).eval()(torch.zeros(1, 3, size, size))
     for h in handles:
         h.remove()
     return counts
@@ -517,9 +378,8 @@ def conv_breakdown(model, size):
 
 def train_batch(batch, size, num_classes, device='cpu', memory_format=None,
                 seed=0):
-    """Random images (``batch`` x 3 x size x size) and their
-    ``SegDataSample``s with random labels, from a generator seeded with
-    ``seed``: a training step's input."""
+    """A training step's input: seeded random images (``batch`` x 3 x size
+    x size) and ``SegDataSample``s with random labels."""
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     gen = torch.Generator().manual_seed(seed)
@@ -537,20 +397,19 @@ def train_batch(batch, size, num_classes, device='cpu', memory_format=None,
 
 @torch.no_grad()
 def calibrate_bn(model, size, batch=2, batches=1, seed=None):
-    """Give every BatchNorm of ``model`` the statistics measured on random
-    images in [-1, 1] (``batches`` batches of ``batch`` x 3 x size x size;
-    from a generator seeded with ``seed``, else torch's global one): their
-    running statistics are reset and become the batches' cumulative
-    average. A randomly initialised segmentor with default statistics
-    predicts one class everywhere; calibrated, its predictions vary over an
-    image and its activations stay in range (no denormal floats). Returns
-    the model in eval mode, its norms' momenta as they were."""
+    """Give every BatchNorm the statistics of random images in [-1, 1]
+    (``batches`` batches of ``batch`` x 3 x size x size, from a generator
+    seeded with ``seed``, else torch's global one): running statistics
+    reset, then the cumulative average of the batches, momenta restored.
+    A random segmentor with default statistics predicts one class
+    everywhere; calibrated, its predictions vary and its activations stay
+    in range (no denormal floats). Returns the model in eval mode."""
     from torch.nn.modules.batchnorm import _BatchNorm
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None  # cumulative average of the batches below
+        m.momentum = None  # cumulative average
     gen = None if seed is None else torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(batches):
@@ -563,22 +422,18 @@ def calibrate_bn(model, size, batch=2, batches=1, seed=None):
 
 def prepare(case, mode, variant, size, batch=1, device='cpu',
             optimizer=False, on_ready=None):
-    """Build one variant of a case; returns ``(step, model, compile_s)``.
-
-    eval: ``encode_decode`` of a batch of 1 under ``no_grad``; the variant's
-    parts: ``fuse`` (BN folded), ``cl`` (channels_last), ``compile``
-    (``torch.compile``, inductor freezing). train: ``forward(mode='loss')``
-    + backward of ``batch`` images, ``optimizer``: + the config's optimizer
-    step; parts ``cl`` (weights and input channels_last), ``cl-input`` (only
-    the input, as ``train_channels_last`` configs), ``bf16`` (autocast).
-    On a GPU each step ends synchronised. ``on_ready`` is called once the
-    model and its input exist, before compilation and any step.
-    """
+    """One variant of a case as a step; returns ``(step, model,
+    compile_s)``. eval: ``encode_decode`` of a batch of 1 under
+    ``no_grad``; parts (``+``-joined) ``fuse`` (BN folded), ``cl``
+    (channels_last), ``compile`` (``torch.compile``, inductor freezing).
+    train: ``forward(mode='loss')`` + backward of ``batch`` images (with
+    ``optimizer``: the config's optimizer step); parts ``cl`` (weights and
+    input channels_last), ``cl-input`` (the input only, as
+    ``train_channels_last`` configs), ``bf16`` (autocast). GPU steps end
+    synchronised. ``on_ready()`` runs once the model and input exist."""
     from ..apis.inference import build_model, load_config
-    parts = variant.split('+')
-    device = torch.device(device)
-    if device.type == 'cuda':
-        torch.backends.cudnn.benchmark = True
+    parts, device = variant.split('+'), torch.device(device)
+    torch.backends.cudnn.benchmark = device.type == 'cuda'
     cfg = load_config(config_path(case))
     model = build_model(cfg, seed=0).to(device)
     fmt = torch.channels_last if 'cl' in parts else torch.contiguous_format
@@ -589,16 +444,15 @@ def prepare(case, mode, variant, size, batch=1, device='cpu',
         net = Network(model, size).eval()
         x = torch.randn(1, 3, size, size).to(device).contiguous(
             memory_format=fmt)
-        if on_ready:
-            on_ready()
+        on_ready and on_ready()
         if 'compile' in parts:
             import torch._inductor.config as inductor_config
             inductor_config.freezing = True  # constant weights: prepacked
             net = torch.compile(net)
             with torch.no_grad():
-                start = time.perf_counter()
+                compile_s = time.perf_counter()
                 net(x)
-                compile_s = time.perf_counter() - start
+                compile_s = time.perf_counter() - compile_s
 
         def step():
             with torch.no_grad():
@@ -606,111 +460,132 @@ def prepare(case, mode, variant, size, batch=1, device='cpu',
             synchronize(device)
 
         return step, model, compile_s
-
     model.train()
-    if variant == 'cl-input':  # what train_channels_last=True configs do
+    if variant == 'cl-input':
         from ..engine import train_channels_last
         train_channels_last(model)
     else:
         model.to(memory_format=fmt)
     x, samples = train_batch(batch, size, model.decode_head.num_classes,
                              device, fmt)
-    optim = None
     if optimizer:
         from mmengine.optim import build_optim_wrapper
         optim = build_optim_wrapper(model, cfg.optim_wrapper)
-    if on_ready:
-        on_ready()
+    on_ready and on_ready()
 
     def step():
-        if optim is None:
+        if not optimizer:
             model.zero_grad(set_to_none=True)
         with torch.autocast(device.type, torch.bfloat16,
                             enabled='bf16' in parts):
             losses = model(x, samples, mode='loss')
             loss = sum(v for k, v in losses.items() if 'loss' in k)
-        if optim is None:
-            loss.backward()
-        else:
+        if optimizer:
             optim.update_params(loss)  # backward, step, zero_grad
+        else:
+            loss.backward()
         synchronize(device)
 
     return step, model, compile_s
 
 
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------------------------
 # The reference checkpoint (convert.py, read.py)
-# ---------------------------------------------------------------------------
-
-REFERENCE_CASE = 'xception65_os16'
-
-
-def reference_refs() -> str:
-    """The TF references' folder, or exit with the reason."""
-    refs = tf_refs_dir()
-    if not osp.isfile(osp.join(refs, REFERENCE_CASE, 'variables.tsv')):
-        sys.exit(f'error: TF references not found at {refs} (set '
-                 'DEEPLAB_TF_REFS)')
-    return refs
+# --------------------------------------------------------------------------
 
 
 def checkpoint_tensors(refs, subset=None):
-    """name -> array of a training checkpoint of the reference model: every
-    variable of ``xception65_os16/variables.tsv`` (the first ``subset``,
-    when given) with the values of the references' ``weights.py``, a
-    ``<name>/Momentum`` slot for each trainable one and ``global_step``."""
+    """name -> array of a training checkpoint of the reference model: the
+    variables of ``xception65_os16/variables.tsv`` (the first ``subset``)
+    with the values of the references' ``weights.py``, a ``/Momentum``
+    slot per trainable one and ``global_step``."""
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         'tf_refs_weights', osp.join(refs, 'weights.py'))
     weights = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(weights)
     variables = weights.read_variables_tsv(
-        osp.join(refs, REFERENCE_CASE, 'variables.tsv'))
-    tensors = {'global_step': weights.variable_value('global_step', (),
-                                                     'int64')}
+        osp.join(refs, 'xception65_os16', 'variables.tsv'))
+    value = weights.variable_value
+    tensors = {'global_step': value('global_step', (), 'int64')}
     for name, shape, dtype, trainable in variables[:subset]:
-        tensors[name] = weights.variable_value(name, shape, dtype)
+        tensors[name] = value(name, shape, dtype)
         if trainable:
-            slot = f'{name}/Momentum'
-            tensors[slot] = weights.variable_value(slot, shape, dtype)
+            tensors[name + '/Momentum'] = value(name + '/Momentum', shape,
+                                                dtype)
     return tensors
 
 
 def reference_checkpoint(cache, subset=None, archive=False):
     """The prefix of the cached reference checkpoint (~330 MB in full, as a
     training run leaves it), written by our writer on first use; with
-    ``archive``, ``(prefix, the folder as a .tar.gz)`` as the model zoo
-    ships it."""
+    ``archive``, ``(prefix, the folder as a .tar.gz)`` as the zoo ships
+    it."""
     import tarfile
 
     from ..converters import write_checkpoint
+    refs = tf_refs_dir()
+    if not osp.isfile(osp.join(refs, 'weights.py')):
+        sys.exit(f'error: TF references not found at {refs} (set '
+                 'DEEPLAB_TF_REFS)')
     name = 'xception65_momentum' + (f'_{subset}' if subset else '')
-    folder = osp.join(cache, name)
+    folder, tar = osp.join(cache, name), osp.join(cache, name + '.tar.gz')
     prefix = osp.join(folder, 'model.ckpt-30000')
-    tar = osp.join(cache, f'{name}.tar.gz')
     if not osp.isfile(prefix + '.index'):
         os.makedirs(folder, exist_ok=True)
-        start = time.perf_counter()
-        write_checkpoint(prefix, checkpoint_tensors(reference_refs(),
-                                                    subset))
-        print(f'# wrote {prefix} in {time.perf_counter() - start:.1f} s',
-              flush=True)
-    if not archive:
-        return prefix
-    if not osp.isfile(tar):
-        start = time.perf_counter()
-        tmp = f'{tar}.tmp{os.getpid()}'
-        with tarfile.open(tmp, 'w:gz', compresslevel=6) as f:
+        write_checkpoint(prefix, checkpoint_tensors(refs, subset))
+        print(f'# wrote {prefix}', flush=True)
+    if archive and not osp.isfile(tar):
+        with tarfile.open(tar + '.tmp', 'w:gz', compresslevel=6) as f:
             f.add(folder, arcname=name)
-        os.replace(tmp, tar)
-        print(f'# wrote {tar} in {time.perf_counter() - start:.1f} s',
-              flush=True)
-    return prefix, tar
+        os.replace(tar + '.tmp', tar)
+        print(f'# wrote {tar}', flush=True)
+    return (prefix, tar) if archive else prefix
 
 
 def checkpoint_bytes(prefix):
-    """The size of a checkpoint's files (index and data)."""
     folder, base = osp.split(prefix)
-    return sum(
-        osp.getsize(osp.join(folder, f)) for f in os.listdir(folder)
-        if f.startswith(base + '.'))
+    return sum(osp.getsize(osp.join(folder, f)) for f in os.listdir(folder)
+               if f.startswith(base + '.'))
+
+
+def wanted(what, name):
+    """Whether a ``what`` read ('needed', 'all', 'keep') takes ``name``:
+    'needed' skips the Momentum slots and ``global_step``."""
+    return what != 'needed' or not (name.endswith('/Momentum')
+                                    or name == 'global_step')
+
+
+def read_child(spec):
+    """Child: our reader over ``src``: the tensors ``what`` wants, each
+    dropped once read ('keep': ``load_checkpoint``, all kept)."""
+    from ..converters import load_checkpoint, open_checkpoint
+    mem = PeakRSS().start()
+    wall, cpu = time.perf_counter(), time.process_time()
+    if spec['what'] == 'keep':
+        count = len(load_checkpoint(spec['src'], verify=spec['verify']))
+    else:
+        with open_checkpoint(spec['src']) as reader:
+            names = [n for n in reader.names() if wanted(spec['what'], n)]
+            for name in names:
+                reader.get(name, verify=spec['verify'])
+            count = len(names)
+    return dict(seconds=time.perf_counter() - wall, tensors=count,
+                cpu=time.process_time() - cpu, rss_mib=mem.delta_mib())
+
+
+def tf_read_child(spec):
+    """Child: the same with TensorFlow's ``tf.train.load_checkpoint``."""
+    import tensorflow as tf
+    mem = PeakRSS().start()
+    wall, cpu = time.perf_counter(), time.process_time()
+    reader = tf.train.load_checkpoint(spec['src'])
+    kept, count = [], 0
+    for name in reader.get_variable_to_shape_map():
+        if wanted(spec['what'], name):
+            value, count = reader.get_tensor(name), count + 1
+            if spec['what'] == 'keep':
+                kept.append(value)
+    return dict(seconds=time.perf_counter() - wall, tensors=count,
+                cpu=time.process_time() - cpu, rss_mib=mem.delta_mib(),
+                version=tf.__version__)
