@@ -66,15 +66,15 @@ def main():
             common.run_child(__file__, dict(kind=step, src=prefix, out=out,
                                             what='keep', verify=True),
                              python=tf_py if step == 'tf' else None))
-        error = res.get('error') or res.get('code') and res['out'][-2000:]
+        error = res.get('error') or res.get('code') and f'exit {res["code"]}'
         if error and name != 'tf_read':  # without it, that row is left out
-            sys.exit(f'{name} failed: {error}')
+            sys.exit(f'{name} failed: {error} {res.get("out", "")[-2000:]}')
         res.setdefault('rss_mib', res.get('maxrss_mib'))  # whole process
         return [] if error else [res]
 
-    for i in range(args.repeats + 1):  # round-robin, 0: warm-up, untimed
+    for i in range(args.repeats + 1):  # round-robin, round 0: page cache
         for name in runs if i else {'cli', 'tf'} & set(runs):
-            runs[name] += run(name)[:i]
+            runs[name] += run(name)[:i]  # round 0's results are dropped
     os.remove(out)
     s, mib = ({k: f([r[key] for r in v]) for k, v in runs.items() if v}
               for f, key in ((common.median, 'seconds'), (max, 'rss_mib')))
