@@ -52,10 +52,9 @@ mmseg mmseg's protocol: mmseg's SegTTAModel""".splitlines()]
 
 
 def prepare(arch, size, channels_last, **_):
-    """The zoo model padding to ``size`` as name -> step (no_grad): the TTA
-    calls (each adds its in-call ratio to ``in_call[name]``), their views'
-    bare forwards, with logits kept, the flip pairs. Returns (cfg, steps,
-    in_call, TF's network inputs, mmseg's views)."""
+    """(cfg, name -> step, in_call, TF's network inputs, mmseg's views) of
+    the zoo model padding to ``size``: the steps (no_grad) of section 2 of
+    ``docs/benchmarks.md``; the TTA calls add their in-call ratios."""
     cfg = Config.fromfile(common.config_path('xception65-d16'))
     cfg.model.backbone.arch = arch
     cfg.model.data_preprocessor.test_cfg = dict(size=(size, size))
@@ -73,12 +72,12 @@ def prepare(arch, size, channels_last, **_):
                            (cfg.tta_pipeline, cfg.mmseg_tta_pipeline)]
     # The network inputs: mmseg's views preprocessed as its TTA models do,
     # TF's made from the padded image as TFMultiScaleSegTTAModel does.
+    tf, pre = cfg.tta_model, model.data_preprocessor
+    views = [pre({k: v[i] for k, v in batch.items()})
+             for i in range(len(batch['inputs']))]
     views = [(d['inputs'].contiguous(memory_format=fmt),
-              [s.metainfo for s in d['data_samples']]) for d in (
-                  model.data_preprocessor({k: v[i] for k, v in batch.items()})
-                  for i in range(len(batch['inputs'])))]
-    x = model.data_preprocessor({k: v[0] for k, v in tf_batch.items()})
-    x, tf = x['inputs'], cfg.tta_model
+              [s.metainfo for s in d['data_samples']]) for d in views]
+    x = pre({k: v[0] for k, v in tf_batch.items()})['inputs']
     tf_views = [((v if s == 1 else F.interpolate(
         v, [scale_dimension(n, s) for n in v.shape[2:]], mode='bilinear',
         align_corners=True)).contiguous(memory_format=fmt), )
@@ -102,11 +101,10 @@ def prepare(arch, size, channels_last, **_):
 
     model._forward, model.encode_decode = partial(timed, fwd), partial(
         timed, enc)
-    ttas = dict(tf=(tf, tf_batch), ours=(dict(
-        type='AccumulatingSegTTAModel'), batch), mmseg=(dict(
-            type='SegTTAModel'), batch))
     steps = {k: partial(call, k, MODELS.build(dict(t, module=model)).eval(),
-                        b) for k, (t, b) in ttas.items()}
+                        tf_batch if k == 'tf' else batch) for k, t in (
+        ('tf', tf), ('ours', dict(type='AccumulatingSegTTAModel')),
+        ('mmseg', dict(type='SegTTAModel')))}
     steps.update(
         tf_bare=forwards(fwd, tf_views), bare=forwards(enc, views),
         keep=lambda: [F.interpolate(enc(*v), (size, size), mode='bilinear')
@@ -137,10 +135,10 @@ def main():
     args = common.parse(p)
     _, threads = common.start(args)
     cfg, steps, in_call, tf_views, views = prepare(**vars(args))
-    print(f'xception{args.arch}, image {args.size}x{args.size}, {len(views)}'
-          ' TTA views (TF: network inputs ' + ', '.join(str(x.shape[2]) for x,
-          in tf_views[::2]) + f', x2 flip), warm-up 1, median of '
-          f'{args.repeats}')
+    sizes = ', '.join(str(x.shape[2]) for x, in tf_views[::2])
+    print(f'xception{args.arch}, image {args.size}x{args.size}, {len(views)} '
+          f'TTA views (TF: network inputs {sizes}, x2 flip), warm-up 1, '
+          f'median of {args.repeats}')
     times, others = common.round_robin(steps, 1, args.repeats,
                                        args.max_other_cores)
     v = {k: common.median(t) for k, t in times.items()}
