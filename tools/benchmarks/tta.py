@@ -28,27 +28,26 @@ from deeplabplus_mm.models import scale_dimension
 from deeplabplus_mm.models.utils import prepare_for_inference
 from deeplabplus_mm.utils import benchmark as common
 
-ROWS = [r.split(' ', 1) for r in """\
-tf TF's protocol: TFMultiScaleSegTTAModel.test_step (12 views)
-tf_bare sum of its 12 bare forwards at the views' own sizes
-ours mmseg's protocol: AccumulatingSegTTAModel.test_step (12 views)
-mmseg mmseg's protocol: mmseg's SegTTAModel.test_step (12 views)
-bare sum of mmseg's protocol's 12 bare forwards
-keep the 12 forwards keeping their logits (as mmseg merges)
-r_tf overhead ratio, TF's (TTA / its bare forwards)
-r_ours overhead ratio, AccumulatingSegTTAModel (TTA / bare forwards)
-r_mmseg overhead ratio, mmseg's SegTTAModel
-r_keep mmseg's / forwards keeping their logits
-in_tf in-call overhead, TF's (test_step / its own forwards)
-in_ours in-call overhead, AccumulatingSegTTAModel
-in_mmseg in-call overhead, mmseg's SegTTAModel
-today TF's protocol / AccumulatingSegTTAModel (today's TTA)""".splitlines()]
-MEMORY = [r.split(' ', 1) for r in """\
-tf_bare TF's 12 bare forwards at their own sizes
-tf TF's protocol: TFMultiScaleSegTTAModel
-bare mmseg's protocol's 12 bare forwards
-ours mmseg's protocol: AccumulatingSegTTAModel
-mmseg mmseg's protocol: mmseg's SegTTAModel""".splitlines()]
+ROWS = dict(  # the table's rows: value name -> label
+    tf="TF's protocol: TFMultiScaleSegTTAModel.test_step (12 views)",
+    tf_bare="sum of its 12 bare forwards at the views' own sizes",
+    ours="mmseg's protocol: AccumulatingSegTTAModel.test_step (12 views)",
+    mmseg="mmseg's protocol: mmseg's SegTTAModel.test_step (12 views)",
+    bare="sum of mmseg's protocol's 12 bare forwards",
+    keep='the 12 forwards keeping their logits (as mmseg merges)',
+    r_tf="overhead ratio, TF's (TTA / its bare forwards)",
+    r_ours='overhead ratio, AccumulatingSegTTAModel (TTA / bare forwards)',
+    r_mmseg="overhead ratio, mmseg's SegTTAModel",
+    r_keep="mmseg's / forwards keeping their logits",
+    in_tf="in-call overhead, TF's (test_step / its own forwards)",
+    in_ours='in-call overhead, AccumulatingSegTTAModel',
+    in_mmseg="in-call overhead, mmseg's SegTTAModel",
+    today="TF's protocol / AccumulatingSegTTAModel (today's TTA)")
+MEMORY = dict(tf_bare="TF's 12 bare forwards at their own sizes",
+              tf="TF's protocol: TFMultiScaleSegTTAModel",
+              bare="mmseg's protocol's 12 bare forwards",
+              ours="mmseg's protocol: AccumulatingSegTTAModel",
+              mmseg="mmseg's protocol: mmseg's SegTTAModel")
 
 
 def prepare(arch, size, channels_last, **_):
@@ -104,15 +103,14 @@ def prepare(arch, size, channels_last, **_):
     steps = {k: partial(call, k, MODELS.build(dict(t, module=model)).eval(),
                         tf_batch if k == 'tf' else batch) for k, t in (
         ('tf', tf), ('ours', dict(type='AccumulatingSegTTAModel')),
-        ('mmseg', dict(type='SegTTAModel')))}
-    steps.update(
+        ('mmseg', dict(type='SegTTAModel')))} | dict(
         tf_bare=forwards(fwd, tf_views), bare=forwards(enc, views),
         keep=lambda: [F.interpolate(enc(*v), (size, size), mode='bilinear')
-                      for v in views])
-    for s, (x, m), (f, fm) in zip(cfg.img_ratios, views[::2], views[1::2]):
-        steps[f'seq{s}'] = forwards(enc, [(x, m), (f, fm)])
-        steps[f'bat{s}'] = forwards(enc, [(torch.cat([x, f]).contiguous(
-            memory_format=fmt), m + fm)])
+                      for v in views])  # logits kept, as mmseg merges
+    for s, (a, m), (b, bm) in zip(cfg.img_ratios, views[::2], views[1::2]):
+        steps[f'seq{s}'] = forwards(enc, [(a, m), (b, bm)])  # flip pairs
+        steps[f'bat{s}'] = forwards(enc, [(torch.cat([a, b]).contiguous(
+            memory_format=fmt), m + bm)])
     steps = {k: torch.no_grad()(v) for k, v in steps.items()}
     return cfg, steps, in_call, tf_views, views
 
@@ -152,13 +150,13 @@ def main():
     v['seq'], v['bat'] = (sum(f[i] for f in flips) for i in (2, 3))
     mem = {k: common.run_child(osp.abspath(__file__), dict(
         vars(args), kind='memory', which=k, threads=threads))
-        for k, _ in MEMORY}
+        for k in MEMORY}
     v.update({'mib_' + k: common.fmt(m.get('rss_mib'), '.0f')
               for k, m in mem.items()})
     v.update({'met_' + k: 'met' if v[k] <= 1.1 else 'NOT met'
               for k in ('r_tf', 'r_ours', 'in_ours')})
     print('\n' + common.table(['what', 'seconds'],
-                              [[t, f'{v[k]:.3f}'] for k, t in ROWS]))
+                              [[t, f'{v[k]:.3f}'] for k, t in ROWS.items()]))
     print("\nflip pairs (mmseg's protocol's views): sequential = two batch-1 "
           'forwards, batched = one batch of 2\n' + common.table(
               ['scale', 'network input', 'sequential s', 'batched s',
@@ -167,7 +165,8 @@ def main():
                in flips + [('all', '', v['seq'], v['bat'])]]))
     print('\npeak memory above the built model and inputs, one call in a '
           'fresh process:\n' + common.table(['what', 'peak RSS MiB'], [
-              [t, mem[k].get('error') or v['mib_' + k]] for k, t in MEMORY]))
+              [t, mem[k].get('error') or v['mib_' + k]]
+              for k, t in MEMORY.items()]))
     print(f'other processes used up to {max(map(max, others.values())):.2f}'
           ' cores during the timed runs kept\n')
     print((f'SUMMARY: xception{args.arch} {args.size}x{args.size}: TTA, '
