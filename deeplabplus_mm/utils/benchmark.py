@@ -255,17 +255,22 @@ def run_command(argv, env=None):
     return dict(json.loads(proc.stdout), other_cores=probe.cores)
 
 
-def run_child(script, spec, env=None, python=None):
-    """Run ``python SCRIPT --child JSON`` (this interpreter unless
-    ``python``); returns the dict it printed last, ``{'error': ...}`` when
-    it failed."""
-    res = run_command([python or sys.executable, script, CHILD_FLAG,
-                       json.dumps(spec)], env)
+def child_result(argv, env=None):
+    """Run ``argv``; the dict it printed last, ``{'error': ...}`` when it
+    failed."""
+    res = run_command(argv, env)
     lines = [ln for ln in res['out'].splitlines() if ln.startswith('{')]
     if res['code'] or not lines:
         tail = ' | '.join(res['out'].strip().splitlines()[-5:])
         return dict(error=f'exit {res["code"]}: {tail}')
     return json.loads(lines[-1])
+
+
+def run_child(script, spec, env=None, python=None):
+    """``python SCRIPT --child JSON`` (this interpreter unless ``python``):
+    see :func:`entry`."""
+    return child_result([python or sys.executable, script, CHILD_FLAG,
+                         json.dumps(spec)], env)
 
 
 def entry(main, **children):
@@ -574,18 +579,31 @@ def read_child(spec):
                 cpu=time.process_time() - cpu, rss_mib=mem.delta_mib())
 
 
-def tf_read_child(spec):
-    """Child: the same with TensorFlow's ``tf.train.load_checkpoint``."""
-    import tensorflow as tf
-    mem = PeakRSS().start()
-    wall, cpu = time.perf_counter(), time.process_time()
-    reader = tf.train.load_checkpoint(spec['src'])
-    kept, count = [], 0
-    for name in reader.get_variable_to_shape_map():
-        if wanted(spec['what'], name):
-            value, count = reader.get_tensor(name), count + 1
-            if spec['what'] == 'keep':
-                kept.append(value)
-    return dict(seconds=time.perf_counter() - wall, tensors=count,
-                cpu=time.process_time() - cpu, rss_mib=mem.delta_mib(),
-                version=tf.__version__)
+# TensorFlow's reader in a process that needs nothing but TensorFlow (a
+# venv with only tensorflow-cpu will do): read_child's measurements.
+_TF_READ = """
+import json, sys, time
+def status(field):
+    with open('/proc/self/status') as f:
+        return int(next(ln.split()[1] for ln in f if ln.startswith(field)))
+import tensorflow as tf
+spec, kept, count = json.loads(sys.argv[1]), [], 0
+with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')
+rss, wall, cpu = status('VmRSS'), time.perf_counter(), time.process_time()
+reader = tf.train.load_checkpoint(spec['src'])
+for name in reader.get_variable_to_shape_map():
+    if spec['what'] != 'needed' or not (name.endswith('/Momentum')
+                                        or name == 'global_step'):
+        value, count = reader.get_tensor(name), count + 1
+        kept += [value] if spec['what'] == 'keep' else []
+print(json.dumps(dict(seconds=time.perf_counter() - wall, tensors=count,
+                      cpu=time.process_time() - cpu, version=tf.__version__,
+                      rss_mib=(status('VmHWM') - rss) / 1024)))
+"""
+
+
+def tf_read(spec, python):
+    """:func:`read_child`'s measurements of TensorFlow's
+    ``tf.train.load_checkpoint`` in a fresh ``python`` process."""
+    return child_result([python, '-c', _TF_READ, json.dumps(spec)])

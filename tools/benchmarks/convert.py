@@ -62,10 +62,10 @@ def main():
 
     def run(name):  # [result], [] when TensorFlow's child failed
         step = steps[name][0]
-        res = common.run_command(step) if isinstance(step, list) else (
-            common.run_child(__file__, dict(kind=step, src=prefix, out=out,
-                                            what='keep', verify=True),
-                             python=tf_py if step == 'tf' else None))
+        spec = dict(kind=step, src=prefix, out=out, what='keep', verify=True)
+        res = (common.run_command(step) if isinstance(step, list) else
+               common.tf_read(spec, tf_py) if step == 'tf' else
+               common.run_child(__file__, spec))
         error = res.get('error') or res.get('code') and f'exit {res["code"]}'
         if error and name != 'tf_read':  # without it, that row is left out
             sys.exit(f'{name} failed: {error} {res.get("out", "")[-2000:]}')
@@ -106,5 +106,4 @@ def main():
 
 
 if __name__ == '__main__':
-    common.entry(main, read=common.read_child, tf=common.tf_read_child,
-                 convert=child_convert)
+    common.entry(main, read=common.read_child, convert=child_convert)

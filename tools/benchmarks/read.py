@@ -58,10 +58,10 @@ def main():
     for i in range(warm + args.repeats):  # round-robin after a warm-up
         for case in cases:
             src, what, reader = case
-            res = common.run_child(__file__, dict(
-                kind='tf' if reader == 'tf' else 'read', src=inputs[src],
-                what=what, verify=reader != 'ours, verify=False'),
-                python=args.tf_python if reader == 'tf' else None)
+            spec = dict(kind='read', src=inputs[src], what=what,
+                        verify=reader != 'ours, verify=False')
+            res = (common.tf_read(spec, args.tf_python) if reader == 'tf'
+                   else common.run_child(__file__, spec))
             if 'error' in res:
                 sys.exit(f'{case} failed: {res["error"]}')
             runs[case] += [res] if i >= warm else []
@@ -95,4 +95,4 @@ def main():
 
 
 if __name__ == '__main__':
-    common.entry(main, read=common.read_child, tf=common.tf_read_child)
+    common.entry(main, read=common.read_child)
