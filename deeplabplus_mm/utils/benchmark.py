@@ -29,9 +29,7 @@ CHILD_FLAG = '--child'
 DEFAULT_CACHE = osp.join(tempfile.gettempdir(), 'deeplabplus_bench')
 median = statistics.median
 
-# --------------------------------------------------------------------------
-# Arguments, the machine
-# --------------------------------------------------------------------------
+# --- Arguments, the machine ------------------------------------------------
 
 
 def parser(doc, quick_help, cache=False, **scaled):
@@ -114,9 +112,7 @@ def gpu_line(device):
             f'{torch.version.cuda} | cuDNN {torch.backends.cudnn.version()}')
 
 
-# --------------------------------------------------------------------------
-# Timing and memory
-# --------------------------------------------------------------------------
+# --- Timing and memory -----------------------------------------------------
 
 
 class Interference:
@@ -222,9 +218,7 @@ class PeakRSS:
         return max(peak - self.baseline_mib, 0)
 
 
-# --------------------------------------------------------------------------
-# Child processes, output
-# --------------------------------------------------------------------------
+# --- Child processes, output -----------------------------------------------
 
 # Runs a command, prints its wall time, CPU time (with the children it
 # waited for), peak RSS, status and output. Linux counts a parent's memory
@@ -297,9 +291,7 @@ def fmt(value, spec='.2f', missing='-'):
                                                                    spec)
 
 
-# --------------------------------------------------------------------------
-# Models of the zoo configs
-# --------------------------------------------------------------------------
+# --- Models of the zoo configs ---------------------------------------------
 
 CONFIGS = {  # case -> config (configs/<algorithm>/<file>); 513x513 VOC-aug
     f'{b}-d{s}': f'deeplabv3plus_{b}-d{s}_4xb4-30k_voc12aug-513x513.py'
@@ -381,25 +373,6 @@ def conv_breakdown(model, size):
     return counts
 
 
-def train_batch(batch, size, num_classes, device='cpu', memory_format=None,
-                seed=0):
-    """A training step's input: seeded random images (``batch`` x 3 x size
-    x size) and ``SegDataSample``s with random labels."""
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 3, size, size, generator=gen).to(device)
-    samples = []
-    for _ in range(batch):
-        sample = SegDataSample(
-            metainfo=dict(img_shape=(size, size), pad_shape=(size, size)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(
-            0, num_classes, (1, size, size), generator=gen).to(device))
-        samples.append(sample)
-    return x.contiguous(
-        memory_format=memory_format or torch.contiguous_format), samples
-
-
 @torch.no_grad()
 def calibrate_bn(model, size, batch=2, batches=1, seed=None):
     """Give every BatchNorm the statistics of random images in [-1, 1]
@@ -471,8 +444,17 @@ def prepare(case, mode, variant, size, batch=1, device='cpu',
         train_channels_last(model)
     else:
         model.to(memory_format=fmt)
-    x, samples = train_batch(batch, size, model.decode_head.num_classes,
-                             device, fmt)
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    gen = torch.Generator().manual_seed(0)  # random images and labels
+    x = torch.randn(batch, 3, size, size, generator=gen).to(device)
+    x, samples = x.contiguous(memory_format=fmt), []
+    for _ in range(batch):
+        samples.append(SegDataSample(metainfo=dict(img_shape=(size, size),
+                                                   pad_shape=(size, size))))
+        samples[-1].gt_sem_seg = PixelData(data=torch.randint(
+            0, model.decode_head.num_classes, (1, size, size),
+            generator=gen).to(device))
     if optimizer:
         from mmengine.optim import build_optim_wrapper
         optim = build_optim_wrapper(model, cfg.optim_wrapper)
@@ -494,9 +476,7 @@ def prepare(case, mode, variant, size, batch=1, device='cpu',
     return step, model, compile_s
 
 
-# --------------------------------------------------------------------------
-# The reference checkpoint (convert.py, read.py)
-# --------------------------------------------------------------------------
+# --- The reference checkpoint (convert.py, read.py) ------------------------
 
 
 def checkpoint_tensors(refs, subset=None):
