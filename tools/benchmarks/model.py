@@ -2,8 +2,7 @@
 
     python tools/benchmarks/model.py            # 513x513, all cases
     python tools/benchmarks/model.py --quick    # 257x257, fewer repeats
-    python tools/benchmarks/model.py --cases xception65-d16 --modes eval \\
-        --variants base,fuse,fuse+cl
+    python tools/benchmarks/model.py --cases xception65-d16 --modes eval
     python tools/benchmarks/model.py --device cuda   # fp32 vs bf16 training
 
 Our configs' models, random weights. Per (case, mode) a child process times
@@ -33,18 +32,15 @@ OPTIONS = {  # --name: (CPU quick, CPU, CUDA quick, CUDA defaults), help
     'batch': (2, 2, 2, 8, 'training batch'),
     'warmup': (1, 1, 2, 5, 'warm-up rounds'),
     'repeats': (2, 5, 3, 20, 'timed rounds'),
-    'optimizer': (False, False, True, True, "train steps also apply the "
-                  "config's optimizer update"),
+    'optimizer': (False, False, True, True, "train: the config's optimizer"),
     'memory': (True, ) * 4 + ('measure memory, one process per variant', ),
-    'omp_wait_policy': ('default', ) * 4 + ('OMP_WAIT_POLICY values to time '
-                                            'each under: default (unset), '
-                                            'PASSIVE, ACTIVE', )}
+    'omp_wait_policy': ('default', ) * 4 + (
+        'comma-separated OMP_WAIT_POLICYs: default (unset), PASSIVE, ACTIVE', )}
 TF_ZOO_MACS = 54.17  # G, xception65 OS 16 at 513x513 (TF model_zoo.md)
 
 
 def child(spec, memory=False):
-    """Timing: the variants and the GEMM round-robin. Memory (one variant):
-    peak RSS above the built model (GPU: peak allocated) over two steps."""
+    """Timing: variants and GEMM round-robin; memory: one variant's peak."""
     common.set_threads(spec['threads'])
     job, res, steps, mem = spec['job'], {}, {}, common.PeakRSS()
     cuda = job['device'].startswith('cuda')
@@ -72,15 +68,13 @@ def child(spec, memory=False):
 
 def run_child(spec, policy):  # an empty inductor cache: cold compile times
     env = {} if policy == 'default' else dict(OMP_WAIT_POLICY=policy)
-    with tempfile.TemporaryDirectory(prefix='deeplabplus_inductor_',
-                                     ignore_cleanup_errors=True) as cache:
+    with tempfile.TemporaryDirectory(prefix='deeplabplus_inductor_') as cache:
         return common.run_child(__file__, spec, dict(
             env, TORCHINDUCTOR_CACHE_DIR=cache))
 
 
 def parse_args():
-    p = common.parser(__doc__, 'smoke run: 257x257, 1 warm-up + 2 repeats,'
-                      ' no compile')
+    p = common.parser(__doc__, 'smoke run: smaller, fewer rounds, no compile')
     p.add_argument('--device', default='cpu', help='cpu (default), cuda[:N]')
     for name, (*v, text) in OPTIONS.items():
         p.add_argument('--' + name.replace('_', '-'), **(
@@ -108,12 +102,12 @@ def main():
     load, threads = common.start(args)
     if args.cuda:
         print(common.gpu_line(args.device))
+    gemm = [common.gemm_gflops(args.device)]
     print(f'load average at start: {load:.2f}; input {args.size}x{args.size}'
           f'; eval batch 1, train batch {args.batch}' + ' with the optimizer '
           'step' * args.optimizer + f'; device {args.device}; warm-up '
-          f'{args.warmup}, median of {args.repeats} rounds', flush=True)
-    gemm = [common.gemm_gflops(args.device)]
-    print(f'float32 GEMM 2048^3 at start: {gemm[0]:.1f} GFLOP/s', flush=True)
+          f'{args.warmup}, median of {args.repeats} rounds; float32 GEMM '
+          f'2048^3 at start: {gemm[0]:.1f} GFLOP/s', flush=True)
     runs, macs, policies = [], {}, args.omp_wait_policy
     for case, mode in itertools.product(args.cases, args.modes):
         batch = args.batch if mode == 'train' else 1
@@ -154,7 +148,7 @@ def main():
 
 def report(args, runs, macs, best_gemm):  # best: a conservative ceiling
     fmt = common.fmt
-    pct = lambda a, b: fmt(a and a / b * 100, '.0f')  # noqa: E731
+    pct = lambda a, b: fmt(a and a / b * 100, '.0f')
     giga = lambda d: ', '.join(f'{k} {v / 1e9:.3f}' for k, v in d.items())
     print(f'\ninput {args.size}x{args.size}; s/image: median of the rounds '
           f'(train: batch {args.batch}, per image); peak ' + ('CUDA: max '
@@ -162,12 +156,12 @@ def report(args, runs, macs, best_gemm):  # best: a conservative ceiling
           'built model') + ', own process; GFLOP/s = 2 x GMACs / s; GEMM: '
           'float32 2048^3 torch.mm in the same rounds (% of best: of the '
           f"run's fastest, {best_gemm:.1f} GFLOP/s); compile: cold cache; "
-          'other cores: CPU taken by other processes during the runs')
-    print(common.table(
-        ['case', 'mode', 'variant', 's/image', 'images/s',
-         'peak CUDA MiB' if args.cuda else 'peak RSS +MiB', 'GMACs/image',
-         'GFLOP/s', 'GEMM GFLOP/s', '% of GEMM', '% of best GEMM',
-         'compile s', 'other cores'], [
+          'other cores: CPU of other processes during the runs')
+    print(common.table([
+        'case', 'mode', 'variant', 's/image', 'images/s', 'peak CUDA MiB'
+        if args.cuda else 'peak RSS +MiB', 'GMACs/image', 'GFLOP/s',
+        'GEMM GFLOP/s', '% of GEMM', '% of best GEMM', 'compile s',
+        'other cores'], [
              [r.case, r.mode, 'all', 'failed'] + ['-'] * 9 if not r.t else [
                  r.case, r.mode, r.name, f'{r.t:.3f}', f'{1 / r.t:.2f}',
                  fmt(r.mem, '.0f'), fmt(r.gmacs), fmt(r.flops, '.1f'),
@@ -201,11 +195,10 @@ def report(args, runs, macs, best_gemm):  # best: a conservative ceiling
         t, base = best.t, mine[base_name]
         item = f'{case} {mode} {t:.3f} s/image ({best.name}, ' + (
             f'{base.t / t:.2f}x its base)')
-        if base_name in ref:
-            r0 = ref[base_name].t
-            item += (f', faster than r101-d8: {r0 / t:.2f}x (best vs its '
+        if r0 := ref.get(base_name):  # r101-d8's base
+            item += (f', faster than r101-d8: {r0.t / t:.2f}x (best vs its '
                      f'base), {min(r.t for r in ref.values()) / t:.2f}x '
-                     f'(best vs best), {r0 / base.t:.2f}x (base vs base)')
+                     f'(best vs best), {r0.t / base.t:.2f}x (base vs base)')
         if best.flops:
             item += (f', {best.flops / best.gemm:.0%} of GEMM ('
                      f'{best.flops / best_gemm:.0%} of the best GEMM)')
