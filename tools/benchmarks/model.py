@@ -35,7 +35,7 @@ OPTIONS = {  # --name: (CPU quick, CPU, CUDA quick, CUDA defaults), help
     'optimizer': (False, False, True, True, "train: the config's optimizer"),
     'memory': (True, ) * 4 + ('measure memory, one process per variant', ),
     'omp_wait_policy': ('default', ) * 4 + (
-        'comma-separated OMP_WAIT_POLICYs: default (unset), PASSIVE, ACTIVE', )}
+        'comma-separated OMP_WAIT_POLICY: default (unset), PASSIVE, ACTIVE', )}
 TF_ZOO_MACS = 54.17  # G, xception65 OS 16 at 513x513 (TF model_zoo.md)
 
 
