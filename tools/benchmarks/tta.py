@@ -28,26 +28,28 @@ from deeplabplus_mm.models import scale_dimension
 from deeplabplus_mm.models.utils import prepare_for_inference
 from deeplabplus_mm.utils import benchmark as common
 
-ROWS = dict(  # the table's rows: value name -> label
-    tf="TF's protocol: TFMultiScaleSegTTAModel.test_step (12 views)",
-    tf_bare="sum of its 12 bare forwards at the views' own sizes",
-    ours="mmseg's protocol: AccumulatingSegTTAModel.test_step (12 views)",
-    mmseg="mmseg's protocol: mmseg's SegTTAModel.test_step (12 views)",
-    bare="sum of mmseg's protocol's 12 bare forwards",
-    keep='the 12 forwards keeping their logits (as mmseg merges)',
-    r_tf="overhead ratio, TF's (TTA / its bare forwards)",
-    r_ours='overhead ratio, AccumulatingSegTTAModel (TTA / bare forwards)',
-    r_mmseg="overhead ratio, mmseg's SegTTAModel",
-    r_keep="mmseg's / forwards keeping their logits",
-    in_tf="in-call overhead, TF's (test_step / its own forwards)",
-    in_ours='in-call overhead, AccumulatingSegTTAModel',
-    in_mmseg="in-call overhead, mmseg's SegTTAModel",
-    today="TF's protocol / AccumulatingSegTTAModel (today's TTA)")
-MEMORY = dict(tf_bare="TF's 12 bare forwards at their own sizes",
-              tf="TF's protocol: TFMultiScaleSegTTAModel",
-              bare="mmseg's protocol's 12 bare forwards",
-              ours="mmseg's protocol: AccumulatingSegTTAModel",
-              mmseg="mmseg's protocol: mmseg's SegTTAModel")
+# The tables' rows: value name, label.
+ROWS = dict(line.split(' ', 1) for line in """\
+tf TF's protocol: TFMultiScaleSegTTAModel.test_step (12 views)
+tf_bare sum of its 12 bare forwards at the views' own sizes
+ours mmseg's protocol: AccumulatingSegTTAModel.test_step (12 views)
+mmseg mmseg's protocol: mmseg's SegTTAModel.test_step (12 views)
+bare sum of mmseg's protocol's 12 bare forwards
+keep the 12 forwards keeping their logits (as mmseg merges)
+r_tf overhead ratio, TF's (TTA / its bare forwards)
+r_ours overhead ratio, AccumulatingSegTTAModel (TTA / bare forwards)
+r_mmseg overhead ratio, mmseg's SegTTAModel
+r_keep mmseg's / forwards keeping their logits
+in_tf in-call overhead, TF's (test_step / its own forwards)
+in_ours in-call overhead, AccumulatingSegTTAModel
+in_mmseg in-call overhead, mmseg's SegTTAModel
+today TF's protocol / AccumulatingSegTTAModel (today's TTA)""".splitlines())
+MEMORY = dict(line.split(' ', 1) for line in """\
+tf_bare TF's 12 bare forwards at their own sizes
+tf TF's protocol: TFMultiScaleSegTTAModel
+bare mmseg's protocol's 12 bare forwards
+ours mmseg's protocol: AccumulatingSegTTAModel
+mmseg mmseg's protocol: mmseg's SegTTAModel""".splitlines())
 
 
 def prepare(arch, size, channels_last, **_):
