@@ -105,6 +105,8 @@ def main():
     args.sizes = (61, 83) if args.quick else (375, 500)
     for path in set(args.paths) - set(LOG):
         p.error(f'unknown path {path!r}; choose from {tuple(LOG)}')
+    if min(args.images, args.tta_images, args.repeats) < 1:
+        p.error('--images, --tta-images and --repeats must be at least 1')
     load, _ = common.start(args)
     env = dict(PYTHONUNBUFFERED='1', **(
         dict(OMP_NUM_THREADS=str(args.threads)) if args.threads else {}))

@@ -9,6 +9,7 @@ import argparse
 import os
 import os.path as osp
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,16 +52,20 @@ def main():
                 tmp, f'run{i}')) for a in RUNS[name].split())
             if name == 'test' and not osp.isfile(argv[1]):
                 continue
+            # its own process group: a hang ends with the launcher's ranks
+            proc = subprocess.Popen(
+                ['bash', 'tools/' + script, *argv, *opts], text=True,
+                cwd=common.REPO, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, start_new_session=True,
+                env=dict(env, PORT=str(29700 + 3 * i + j)))
             try:
-                proc = subprocess.run(
-                    ['bash', 'tools/' + script, *argv, *opts], text=True,
-                    cwd=common.REPO, capture_output=True, timeout=args.timeout,
-                    env=dict(env, PORT=str(29700 + 3 * i + j)))
-                out, code = proc.stdout + proc.stderr, proc.returncode
+                out, code = proc.communicate(timeout=args.timeout)[0], (
+                    proc.returncode)
                 outcome = ('abort' if code < 0 or re.search(ABORT, out) else
                            f'exit {code}')
             except subprocess.TimeoutExpired:
-                out, outcome = '', 'hang'
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, outcome = proc.communicate()[0], 'hang'
             sign, other = CHECKS.get((name, outcome), ('', outcome))
             outcome = outcome if re.search(sign, out) else other
             tally[name][outcome] += 1
