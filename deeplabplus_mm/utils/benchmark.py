@@ -249,15 +249,21 @@ def run_command(argv, env=None):
     return dict(json.loads(proc.stdout), other_cores=probe.cores)
 
 
+def printed_result(out):
+    """The dict a child printed last (a JSON line) in ``out``, or None."""
+    lines = [ln for ln in out.splitlines() if ln.startswith('{')]
+    return json.loads(lines[-1]) if lines else None
+
+
 def child_result(argv, env=None):
     """Run ``argv``; the dict it printed last, ``{'error': ...}`` when it
     failed."""
     res = run_command(argv, env)
-    lines = [ln for ln in res['out'].splitlines() if ln.startswith('{')]
-    if res['code'] or not lines:
+    result = printed_result(res['out'])
+    if res['code'] or result is None:
         tail = ' | '.join(res['out'].strip().splitlines()[-5:])
         return dict(error=f'exit {res["code"]}: {tail}')
-    return json.loads(lines[-1])
+    return result
 
 
 def run_child(script, spec, env=None, python=None):

@@ -81,14 +81,13 @@ def run_once(path, variant, argv, env):
                               common.CHILD_FLAG,
                               json.dumps(dict(kind='run', argv=argv))], env)
     log, (fast, plain) = res['out'], LOG[path]
-    lines = [ln for ln in log.splitlines() if ln.startswith('{')]
+    result = common.printed_result(log)
     took = 'after' if fast in log else 'before' if plain in log else None
-    if res['code'] or not lines or took != variant:
+    if res['code'] or result is None or took != variant:
         tail = '\n'.join(log.splitlines()[-15:])
         raise RuntimeError(f'{" ".join(argv)}: exit {res["code"]}, the path'
                            f' of {took} (the log), not {variant}:\n{tail}')
-    return (res['seconds'], json.loads(lines[-1])['work'], res['cpu_s'],
-            res['other_cores'])
+    return res['seconds'], result['work'], res['cpu_s'], res['other_cores']
 
 
 def main():

@@ -36,9 +36,11 @@ def child(case, size, threads, warmup, repeats, max_other_cores, **_):
                    logit=logit, onnx_mib=os.path.getsize(path) / 2**20,
                    macs=common.count_macs(wrapper.segmentor, size)[0],
                    ort=ort.__version__)
-    image = torch.rand(1, 3, size, size, generator=torch.manual_seed(0)) * 255
-    steps.update(onnxruntime=lambda: session.run(None, dict(
-        image=image.numpy())), gemm=common.gemm_step())
+    feed = {api.INPUT_NAME: (torch.rand(  # check_against_torch's image
+        1, 3, size, size, generator=torch.Generator().manual_seed(0)) *
+        255).numpy()}
+    steps.update(onnxruntime=lambda: session.run(None, feed),
+                 gemm=common.gemm_step())
     res['times'], res['other'] = common.round_robin(steps, warmup, repeats,
                                                     max_other_cores)
     return res

@@ -123,7 +123,7 @@ def child_memory(spec):
     step = prepare(**spec)[1][spec['which']]
     mem = common.PeakRSS().start()
     step()
-    return dict(rss_mib=mem.delta_mib(), rss_reset=mem.reset)
+    return dict(rss_mib=mem.delta_mib())
 
 
 def main():
