@@ -288,6 +288,28 @@ def test_full_disk_during_a_save(tmp_path, one_process):
     _assert_identical(one_process['state'], _state(work, 4))
 
 
+def test_failed_save_stops_every_rank(tmp_path, synth_voc):
+    """2 ranks under a file-size limit smaller than a checkpoint: the first
+    save fails on rank 0 and both ranks stop there (rank 0 broadcasts the
+    outcome), with one error line from rank 0 and none from rank 1."""
+    cfg = tiny_config(tmp_path, synth_voc, 4, checkpoint_interval=1)
+    work = str(tmp_path / 'work')
+    proc = subprocess.run(
+        ['bash', '-c', 'ulimit -f 100000; exec bash tools/dist_train.sh '
+         '"$@"', 'ulimit', cfg, '2', '--work-dir', work], cwd=REPO,
+        env=_script_env(_free_port()), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
+    out = proc.stdout
+    assert proc.returncode != 0
+    errors = [line for line in out.splitlines() if line.startswith('error:')]
+    assert errors == [
+        f'error: cannot save checkpoint {work}/iter_1.pth: File too large '
+        '(EFBIG); no earlier checkpoint to resume from'], out[-3000:]
+    assert 'exitcode  : 1' in out, out[-3000:]
+    assert '[rank1]' not in out, out[-3000:]  # no traceback from rank 1
+    assert not [p for p in os.listdir(work) if 'pth' in p or 'last' in p]
+
+
 # AdamW's lr times 1e40 from the third iteration on: that step sends the
 # weights to ~1e37 and the fourth iteration's loss to NaN (checkpoints
 # every 2 iterations: tiny_config's default).
