@@ -44,12 +44,21 @@ class CheckpointSaveError(RuntimeError):
 
 
 def _fsync(path: str) -> None:
-    """Flush a file's (or a folder's entries') data to the disk."""
+    """Flush a file's data to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_dir(path: str) -> None:
+    """Flush a folder's entries (a rename) to the disk where the file
+    system can; the rename is atomic either way."""
+    try:
+        _fsync(path)
+    except OSError:
+        pass
 
 
 def _replace_text(path: str, text: str) -> None:
@@ -154,14 +163,14 @@ class AtomicCheckpointHook(CheckpointHook):
                 **self.args)
             _fsync(part)
             os.replace(part, path)
-            _fsync(self.out_dir)
+            _fsync_dir(self.out_dir)
         except Exception as e:
             _remove(part)
             return (f'cannot save checkpoint {path}: {_cause(e)}; '
                     f'{_kept(last)}')
         try:
             _replace_text(last, path)
-            _fsync(runner.work_dir)
+            _fsync_dir(runner.work_dir)
         except Exception as e:
             return (f'saved {path} but cannot update {last}: {_cause(e)}; '
                     f'{_kept(last)}')
