@@ -49,8 +49,9 @@ def seeded_values(names):
     return tensors
 
 
-def zoo_tarball(tmp_path, names=NAMES, folder='deeplabv3_mnv2_dm05'):
-    """The bytes of a zoo-like .tar.gz: <folder>/model.ckpt-30000.* and a
+def zoo_tarball(tmp_path, names=NAMES, member='deeplabv3_mnv2_dm05/model.ckpt'
+                '-30000'):
+    """The bytes of a zoo-like .tar.gz: <member>.index / .data-* and a
     frozen graph stand-in."""
     tensors = seeded_values(names)
     tensors['global_step'] = np.asarray(30000, np.int64)
@@ -60,9 +61,9 @@ def zoo_tarball(tmp_path, names=NAMES, folder='deeplabv3_mnv2_dm05'):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode='w:gz') as tar:
         for suffix in ('.index', '.data-00000-of-00001'):
-            tar.add(f'{prefix}{suffix}',
-                    arcname=f'{folder}/model.ckpt-30000{suffix}')
-        graph = tarfile.TarInfo(f'{folder}/frozen_inference_graph.pb')
+            tar.add(f'{prefix}{suffix}', arcname=member + suffix)
+        graph = tarfile.TarInfo(
+            osp.join(osp.dirname(member), 'frozen_inference_graph.pb'))
         graph.size = 64
         tar.addfile(graph, io.BytesIO(b'\0' * 64))
     return buffer.getvalue(), tensors
@@ -188,6 +189,35 @@ def test_zoo_download_convert_cache(tmp_path, server, tarball):
     assert torch.equal(torch.load(tmp_path / 'again.pth')['state_dict'][key],
                        sd[key])
     assert not _leftovers(cache, out.parent, tmp_path)
+
+
+def test_imagenet_row_lands_where_the_configs_expect_it(tmp_path, server):
+    """An ImageNet row (slim's MobileNetV2, classifier included) becomes the
+    backbone file the MobileNetV2 configs' init_cfg names, relative to the
+    working directory, with a config that trains from it."""
+    row = ZOO['mobilenet_v2_1.0_224']
+    names = tf_names.mobilenet_v2(1.0) + tf_names.conv(
+        'MobilenetV2/Conv_1', 1, 1, 320, 1280) + [
+            ('MobilenetV2/Logits/Conv2d_1c_1x1/weights', (1, 1, 1280, 1001)),
+            ('MobilenetV2/Logits/Conv2d_1c_1x1/biases', (1001, ))]
+    server.files[row.filename], tensors = zoo_tarball(
+        tmp_path, names, member='mobilenet_v2_1.0_224.ckpt')
+    log = run_tool(osp.join(REPO, 'tools/convert_tf_checkpoint.py'), '--zoo',
+                   row.name, '--mirror', server.url, cwd=tmp_path,
+                   env={'DEEPLABPLUS_MM_CACHE': str(tmp_path / 'cache')}
+                   ).stdout
+    out = 'checkpoints/mobilenetv2_imagenet.pth'
+    assert 'mobilenet_v2 ImageNet backbone, 306 tensors' in log
+    assert f'the configs of mobilenet_v2 expect it at {out}' in log
+    sd = torch.load(tmp_path / out)['state_dict']
+    assert np.array_equal(sd['conv.conv.weight'].numpy(), tensors[
+        'MobilenetV2/Conv/weights'].transpose(3, 2, 0, 1))
+    from mmengine.config import Config
+    cfg = Config.fromfile(tmp_path / 'checkpoints/mobilenetv2_imagenet.py')
+    repo_cfg = Config.fromfile(osp.join(REPO, row.config))
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained',
+                                               checkpoint=out)
+    assert repo_cfg.model.backbone.init_cfg.checkpoint == out
 
 
 def test_interrupted_transfer_resumes(tmp_path, server, tarball):

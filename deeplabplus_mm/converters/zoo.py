@@ -226,6 +226,8 @@ ZOO_ROWS: List[Row] = [
         TF_MODELS + 'deeplabv3_xception_2018_01_04.tar.gz', 'imagenet',
         'xception_65', None, None, _cfg(_V3P, _X65.format(16, _VOC)), (),
         '447MB', out='checkpoints/xception65_imagenet.pth'),
+    # taken to hold the backbone alone, like the other initial checkpoints
+    # (not seen here); a tarball with a head fails the content check
     Row('xception_65_imagenet_coco',
         TF_MODELS + 'xception_65_coco_pretrained_2018_10_02.tar.gz',
         'imagenet', 'xception_65', None, None,
