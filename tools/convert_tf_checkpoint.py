@@ -108,8 +108,8 @@ class _Progress:
             sys.stdout.write('\n')
 
 
-def zoo_main(args, conv):
-    """--list and --zoo NAME."""
+def zoo_main(args):
+    """--list and --zoo NAME (after :func:`import_converters`)."""
     zoo = importlib.import_module('deeplabplus_mm.converters.zoo')
     if args.list:
         print('\n'.join(zoo.list_lines()))
@@ -150,7 +150,7 @@ def main(argv=None):
     start = time.perf_counter()
     conv = import_converters()
     if args.list or args.zoo is not None:
-        return zoo_main(args, conv)
+        return zoo_main(args)
     if args.config is not None and not osp.isfile(args.config):
         sys.exit(f'error: {args.config}: no such config file')
     try:

@@ -496,7 +496,7 @@ def list_lines() -> List[str]:
             f'{r.miou:.2f} ({r.split}, {r.protocol})' for r in row.results)
         status = 'supported' if row.supported else row.status
         lines.append(f'{row.name:<{width}}  {row.dataset:<10}  '
-                     f'{row.variant:<20}  {status}' +
+                     f'{row.variant:<24}  {status}' +
                      (f'  | TF: {figures}' if figures else ''))
         if row.supported:
             lines.append(f'{"":<{width}}  config: {row.config}')
