@@ -295,7 +295,7 @@ class _Progress:
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
         self.total, self.start, self.t0 = total, done, time.monotonic()
-        self.next_quarter = 1
+        self.next_quarter, self.printed = 1, None
 
     def update(self, done: int, final: bool = False):
         mib = done / 2**20
@@ -311,12 +311,13 @@ class _Progress:
             end = '\n' if final else ''
             self.stream.write(f'\r  {text}, {rate:.1f} MiB/s{end}')
             self.stream.flush()
-        elif final or (fraction is not None
-                       and fraction >= self.next_quarter / 4):
+        elif (final and text != self.printed) or (
+                fraction is not None and fraction >= self.next_quarter / 4):
             if fraction is not None:
                 while self.next_quarter <= 4 * fraction:
                     self.next_quarter += 1
             print(f'  {text}', file=self.stream, flush=True)
+            self.printed = text
 
 
 def _content_range(value: str) -> Tuple[Optional[int], Optional[int]]:
