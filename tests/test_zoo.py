@@ -176,10 +176,21 @@ def test_zoo_download_convert_cache(tmp_path, server, tarball):
                           tensors[name].transpose(2, 3, 0, 1))
     assert torch.equal(sd['decode_head.conv_seg.bias'],
                        torch.from_numpy(tensors['logits/semantic/biases']))
-    # the written config is the row's config, whole
+    # the written config is the row's config, whole, and segments an image
+    # with the converted file through tools/infer.py (the quick start)
     from mmengine.config import Config
     assert Config.fromfile(written).model == Config.fromfile(
         osp.join(REPO, CONFIG)).model
+    import cv2
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(tmp_path / 'photo.jpg'),
+                rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
+    run_tool('tools/infer.py', written, str(out), str(tmp_path / 'photo.jpg'),
+             '--out-dir', str(tmp_path / 'infer'))
+    from PIL import Image
+    mask = Image.open(tmp_path / 'infer' / 'photo.png')
+    assert mask.mode == 'P' and mask.size == (80, 60)  # VOC palette mask
+    assert (tmp_path / 'infer' / 'photo_overlay.jpg').is_file()
     # again, into another file: from the cache, no request
     requests = len(server.log)
     log = zoo_cli(ROW.name, str(tmp_path / 'again.pth'), '--mirror',
