@@ -202,19 +202,22 @@ def test_zoo_download_convert_cache(tmp_path, server, tarball):
     assert not _leftovers(cache, out.parent, tmp_path)
 
 
-def test_imagenet_row_lands_where_the_configs_expect_it(tmp_path, server):
-    """An ImageNet row (slim's MobileNetV2, classifier included) becomes the
-    backbone file the MobileNetV2 configs' init_cfg names, relative to the
-    working directory, with a config that trains from it."""
+def test_imagenet_row_lands_where_the_configs_expect_it(tmp_path):
+    """An ImageNet row (slim's MobileNetV2, classifier included), from a
+    mirror folder, becomes the backbone file the MobileNetV2 configs'
+    init_cfg names, relative to the working directory, with a config that
+    trains from it."""
     row = ZOO['mobilenet_v2_1.0_224']
     names = tf_names.mobilenet_v2(1.0) + tf_names.conv(
         'MobilenetV2/Conv_1', 1, 1, 320, 1280) + [
             ('MobilenetV2/Logits/Conv2d_1c_1x1/weights', (1, 1, 1280, 1001)),
             ('MobilenetV2/Logits/Conv2d_1c_1x1/biases', (1001, ))]
-    server.files[row.filename], tensors = zoo_tarball(
-        tmp_path, names, member='mobilenet_v2_1.0_224.ckpt')
+    data, tensors = zoo_tarball(tmp_path, names,
+                                member='mobilenet_v2_1.0_224.ckpt')
+    (tmp_path / 'mirror').mkdir()
+    (tmp_path / 'mirror' / row.filename).write_bytes(data)
     log = run_tool(osp.join(REPO, 'tools/convert_tf_checkpoint.py'), '--zoo',
-                   row.name, '--mirror', server.url, cwd=tmp_path,
+                   row.name, '--mirror', 'mirror', cwd=tmp_path,
                    env={'DEEPLABPLUS_MM_CACHE': str(tmp_path / 'cache')}
                    ).stdout
     out = 'checkpoints/mobilenetv2_imagenet.pth'
