@@ -77,8 +77,9 @@ def tarball(tmp_path_factory):
 class ZooServer(http.server.ThreadingHTTPServer):
     """Serves ``files`` (name -> bytes) at /<name> with HTTP Range;
     ``modes[name]``: 'cut' (a request without Range gets half of the file,
-    then the connection closes), 'long' / 'short' (Content-Length 1000
-    bytes more / less than the file). ``log``: (name, Range header)."""
+    then the connection closes), 'cut-norange' (the same, and Range is
+    ignored), 'long' / 'short' (Content-Length 1000 bytes more / less than
+    the file). ``log``: (name, Range header)."""
 
     def __init__(self):
         super().__init__(('127.0.0.1', 0), Handler)
@@ -99,6 +100,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         mode = server.modes.get(name, 'ok')
+        cut = mode.startswith('cut') and not asked
+        if mode == 'cut-norange':
+            asked = None  # Range ignored: always the whole file
         start = int(re.match(r'bytes=(\d+)-', asked).group(1)) if asked \
             else 0
         size = len(data) + {'long': 1000, 'short': -1000}.get(mode, 0)
@@ -112,7 +116,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                              f'bytes {start}-{size - 1}/{size}')
         self.send_header('Content-Length', str(size - start))
         self.end_headers()
-        if mode == 'cut' and not asked:
+        if cut:
             body = body[:len(body) // 2]
         try:
             self.wfile.write(body)
@@ -261,6 +265,22 @@ def test_interrupted_transfer_resumes(tmp_path, server, tarball):
     b = torch.load(tmp_path / 'b.pth')['state_dict']
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not _leftovers(cache, cache2, tmp_path)
+
+
+def test_server_without_range_support(tmp_path, server, tarball):
+    """A server that answers a Range request with the whole file (200):
+    the part file is started over, the result is the file."""
+    data, _ = tarball
+    server.files[ROW.filename] = data
+    server.modes[ROW.filename] = 'cut-norange'
+    cache = tmp_path / 'cache'
+    log = zoo_cli(ROW.name, str(tmp_path / 'a.pth'), '--mirror', server.url,
+                  cache=cache).stdout
+    assert server.log == [(ROW.filename, None),
+                          (ROW.filename, f'bytes={len(data) // 2}-')]
+    assert log.count(f'downloading {server.url}/{ROW.filename}') == 2
+    assert (cache / ROW.filename).read_bytes() == data
+    assert not _leftovers(cache, tmp_path)
 
 
 @pytest.mark.parametrize('mode', ['long', 'short'])
