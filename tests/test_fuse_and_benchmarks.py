@@ -9,7 +9,6 @@ import math
 import os.path as osp
 import re
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn

@@ -12,7 +12,6 @@ import socket
 import tarfile
 import textwrap
 import threading
-import zlib
 
 import numpy as np
 import pytest
@@ -30,31 +29,11 @@ NAMES = (tf_names.mobilenet_v2(0.5) + tf_names.image_pooling_aspp0(160) +
          tf_names.logits(21))
 
 
-def seeded_values(names):
-    """name -> float32 array from a generator seeded with the name: BN
-    scales and variances in [0.5, 1.5), conv weights N(0, 1 / fan_in),
-    the rest N(0, 0.1)."""
-    tensors = {}
-    for name, shape in names:
-        rng = np.random.default_rng(zlib.crc32(name.encode()))
-        if name.endswith(('gamma', 'moving_variance')):
-            value = rng.uniform(0.5, 1.5, shape)
-        elif name.endswith('weights'):
-            fan_in = (shape[0] * shape[1] if 'depthwise' in name else
-                      int(np.prod(shape[:-1])))
-            value = rng.standard_normal(shape) / np.sqrt(fan_in)
-        else:
-            value = rng.standard_normal(shape) * 0.1
-        tensors[name] = value.astype(np.float32)
-    return tensors
-
-
 def zoo_tarball(tmp_path, names=NAMES, member='deeplabv3_mnv2_dm05/model.ckpt'
                 '-30000'):
     """The bytes of a zoo-like .tar.gz: <member>.index / .data-* and a
     frozen graph stand-in."""
-    tensors = seeded_values(names)
-    tensors['global_step'] = np.asarray(30000, np.int64)
+    tensors = tf_names.values(names, step=30000, momentum=False)
     prefix = tmp_path / 'ckpt' / 'model.ckpt-30000'
     prefix.parent.mkdir(exist_ok=True)
     write_checkpoint(str(prefix), tensors)
