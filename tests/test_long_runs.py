@@ -358,3 +358,41 @@ def test_nan_loss_switch(tmp_path, synth_voc):
     state = _state(work, 4)
     assert not all(v.isfinite().all() for v in state.values()
                    if v.is_floating_point())
+
+
+def test_what_a_restart_resumes(tmp_path, monkeypatch):
+    """resume_after_restart (tools/train.py): a first start (no counter, or
+    0) and a restart before any checkpoint leave the config as it is (its
+    load_from of pretrained weights included); a restart with a checkpoint
+    resumes from the work dir's last_checkpoint, not from load_from."""
+    from mmengine.config import Config
+
+    from deeplabplus_mm.engine import resume_after_restart
+
+    for name in ('TORCHELASTIC_RESTART_COUNT', 'SLURM_RESTART_COUNT'):
+        monkeypatch.delenv(name, raising=False)
+
+    def config():
+        return Config(dict(work_dir=str(tmp_path), resume=False,
+                           load_from='pretrained.pth'))
+
+    def resumed(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        cfg = config()
+        found = resume_after_restart(cfg)
+        for name in env:
+            monkeypatch.delenv(name)
+        return found, cfg.resume, cfg.load_from
+
+    unchanged = (None, False, 'pretrained.pth')
+    assert resumed() == unchanged
+    assert resumed(SLURM_RESTART_COUNT='0') == unchanged
+    assert resumed(TORCHELASTIC_RESTART_COUNT='1') == unchanged
+    ckpt = str(tmp_path / 'iter_2.pth')
+    open(ckpt, 'wb').close()
+    (tmp_path / 'last_checkpoint').write_text(ckpt)
+    assert resumed(TORCHELASTIC_RESTART_COUNT='0') == unchanged
+    for env in (dict(TORCHELASTIC_RESTART_COUNT='2'),
+                dict(SLURM_RESTART_COUNT='1')):
+        assert resumed(**env) == (ckpt, True, ckpt)
