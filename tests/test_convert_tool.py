@@ -436,3 +436,96 @@ def test_slim_mobilenet_v2_imagenet_initialises_backbone(tmp_path,
     own = backbone.state_dict()
     assert own.keys() == sd.keys()
     assert all(torch.equal(own[k], sd[k]) for k in sd)
+
+
+IMAGENET_FAMILIES = {
+    # TF family: its shipped config
+    'xception_41': ('configs/deeplabv3plus/'
+                    'deeplabv3plus_xception41-d16_4xb4-30k_voc12aug-513x513.py'),
+    'xception_65': ('configs/deeplabv3plus/'
+                    'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py'),
+    'xception_71': ('configs/deeplabv3plus/'
+                    'deeplabv3plus_xception71-d16_4xb4-30k_voc12aug-513x513.py'),
+    'mobilenet_v2': ('configs/deeplabv3/'
+                     'deeplabv3_mobilenetv2-d16_4xb4-30k_voc12aug-513x513.py'),
+    'mobilenet_v2_dm05': (
+        'configs/deeplabv3/'
+        'deeplabv3_mobilenetv2-dm05-d16_4xb4-30k_voc12aug-513x513.py'),
+}
+
+
+@pytest.mark.parametrize('family', sorted(IMAGENET_FAMILIES))
+def test_imagenet_checkpoint_initialises_shipped_config(tmp_path, synth_voc,
+                                                        family):
+    """An ImageNet classifier checkpoint of each backbone family (TF names
+    from the official rules, name-seeded values: no references needed) ->
+    tools/convert_tf_checkpoint.py -> one iteration of tools/train.py with
+    the family's shipped config (small crop, the converted file as the
+    backbone's init_cfg, learning rate 0 and BN statistics frozen, so that
+    the saved weights are the initial ones): every backbone tensor is the
+    converted one, nothing else is in the file, and the model's only
+    tensors not from it are the head's. (The dm 0.5 configs ship with
+    init_cfg=None: no ImageNet checkpoint with DeepLab's dm 0.5 rounding is
+    published; one with those shapes loads as well.) The two tests above
+    check the same loading against the TF references' values, in-process."""
+    config = IMAGENET_FAMILIES[family]
+    if family.startswith('xception'):
+        names = tf_names.xception(int(family[-2:]))
+    else:
+        names = tf_names.mobilenet_v2(0.5 if family.endswith('dm05') else
+                                      1.0)
+    scope = family.replace('_dm05', '')
+    extra = tf_names.imagenet_classifier(scope)
+    tensors = tf_names.seeded_values(names + extra)
+    tensors['global_step'] = np.asarray(1000, np.int64)
+    write_checkpoint(str(tmp_path / 'model.ckpt'), tensors)
+    out = tmp_path / f'{family}_imagenet.pth'
+    log = convert_cli(tmp_path / 'model.ckpt', out).stdout
+    assert 'ImageNet backbone' in log and 'init_cfg' in log
+    converted = torch.load(out)['state_dict']
+    assert len(converted) >= len(names)  # + BN's num_batches_tracked
+
+    cfg = tmp_path / 'imagenet_init.py'
+    cfg.write_text(textwrap.dedent(f"""\
+        _base_ = [{osp.join(REPO, config)!r}]
+        crop_size = (65, 65)
+        data_root = {synth_voc!r}
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadVOCAnnotations', num_classes=21),
+            dict(type='TFRandomScale', pad_to_size=crop_size),
+            dict(type='RandomCrop', crop_size=crop_size),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='PackSegInputs')
+        ]
+        voc = dict(data_root=data_root, data_prefix=dict(
+            img_path='JPEGImages', seg_map_path='SegmentationClass'))
+        train_dataloader = dict(
+            batch_size=2, num_workers=0, persistent_workers=False,
+            dataset=dict(ann_file='ImageSets/Segmentation/train.txt',
+                         pipeline=train_pipeline, **voc))
+        val_dataloader = dict(num_workers=0, persistent_workers=False,
+                              dataset=dict(**voc))
+        test_dataloader = val_dataloader
+        model = dict(
+            data_preprocessor=dict(size=crop_size),
+            backbone=dict(norm_eval=True, init_cfg=dict(
+                type='Pretrained', checkpoint={str(out)!r})))
+        optim_wrapper = dict(optimizer=dict(lr=0.0))
+        train_cfg = dict(max_iters=1, val_interval=100)
+        default_hooks = dict(logger=dict(interval=1),
+                             checkpoint=dict(interval=1))
+        """))
+    work = tmp_path / 'work'
+    train_log = run_tool('tools/train.py', str(cfg), '--work-dir',
+                         str(work)).stdout
+    assert f'load model from: {out}' in train_log
+    assert 'missing keys' not in train_log
+    assert 'unexpected key' not in train_log
+    saved = torch.load(work / 'iter_1.pth', weights_only=True)['state_dict']
+    backbone = {k[len('backbone.'):]: v for k, v in saved.items()
+                if k.startswith('backbone.')}
+    assert backbone.keys() == converted.keys()
+    assert all(torch.equal(backbone[k], converted[k]) for k in converted)
+    rest = set(saved) - {f'backbone.{k}' for k in backbone}
+    assert rest and all(k.startswith('decode_head.') for k in rest)

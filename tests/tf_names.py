@@ -2,8 +2,8 @@
 official rules (shared/tf_deeplab/README.md: MobileNetV2, Dense Prediction
 Cell, Xception items 5-6 and 10) independently of deeplabplus_mm.archs, for
 the variants no TF reference run exists for here (depth multiplier 0.5, the
-ADE20K decoder, Xception-71 + DPC). Each function returns a list of
-``(name, shape)`` in TF's layout."""
+ADE20K decoder, Xception-41/71, DPC, ImageNet classifiers). Each function
+returns a list of ``(name, shape)`` in TF's layout."""
 
 BN = ('beta', 'gamma', 'moving_mean', 'moving_variance')
 
@@ -58,6 +58,10 @@ def mobilenet_v2(depth_multiplier):
 _EXIT = [('exit_flow/block1', (728, 1024, 1024), 1, 'conv'),
          ('exit_flow/block2', (1536, 1536, 2048), 1, 'none')]
 XCEPTION_BLOCKS = {
+    41: [('entry_flow/block1', (128, ) * 3, 1, 'conv'),
+         ('entry_flow/block2', (256, ) * 3, 1, 'conv'),
+         ('entry_flow/block3', (728, ) * 3, 1, 'conv'),
+         ('middle_flow/block1', (728, ) * 3, 8, 'sum')] + _EXIT,
     65: [('entry_flow/block1', (128, ) * 3, 1, 'conv'),
          ('entry_flow/block2', (256, ) * 3, 1, 'conv'),
          ('entry_flow/block3', (728, ) * 3, 1, 'conv'),
@@ -121,6 +125,41 @@ def decoder(c1_in):
 def logits(num_classes):
     return [('logits/semantic/weights', (1, 1, 256, num_classes)),
             ('logits/semantic/biases', (num_classes, ))]
+
+
+def imagenet_classifier(family):
+    """What an ImageNet classifier checkpoint holds beyond DeepLab's backbone
+    (the converter skips it): Xception's 1001-way ``logits``; slim
+    MobileNetV2's 1280-channel ``Conv_1`` and ``Logits``."""
+    if family.startswith('xception'):
+        return [(f'{family}/logits/weights', (1, 1, 2048, 1001)),
+                (f'{family}/logits/biases', (1001, ))]
+    cin = MOBILENET_V2_DEPTHS[1.0 if family == 'mobilenet_v2' else 0.5][-1]
+    return conv('MobilenetV2/Conv_1', 1, 1, cin, 1280) + [
+        ('MobilenetV2/Logits/Conv2d_1c_1x1/weights', (1, 1, 1280, 1001)),
+        ('MobilenetV2/Logits/Conv2d_1c_1x1/biases', (1001, ))]
+
+
+def seeded_values(names):
+    """name -> float32 array from a generator seeded with the name (no
+    references needed): BN scales and variances in [0.5, 1.5), conv weights
+    N(0, 1 / fan_in), everything else N(0, 0.1)."""
+    import zlib
+
+    import numpy as np
+    tensors = {}
+    for name, shape in names:
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        if name.endswith(('gamma', 'moving_variance')):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith('weights'):
+            fan_in = int(np.prod(shape[:-1])) if 'depthwise' not in name \
+                else shape[0] * shape[1]
+            value = rng.standard_normal(shape) / np.sqrt(fan_in)
+        else:
+            value = rng.standard_normal(shape) * 0.1
+        tensors[name] = value.astype(np.float32)
+    return tensors
 
 
 def values(tf_weights, names, step=1000):
