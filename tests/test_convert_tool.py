@@ -504,13 +504,12 @@ def test_imagenet_checkpoint_initialises_shipped_config(tmp_path, synth_voc,
             batch_size=2, num_workers=0, persistent_workers=False,
             dataset=dict(ann_file='ImageSets/Segmentation/train.txt',
                          pipeline=train_pipeline, **voc))
-        val_dataloader = dict(num_workers=0, persistent_workers=False,
-                              dataset=dict(**voc))
-        test_dataloader = val_dataloader
+        val_dataloader = val_cfg = val_evaluator = None  # training only
         model = dict(
             data_preprocessor=dict(size=crop_size),
             backbone=dict(norm_eval=True, init_cfg=dict(
-                type='Pretrained', checkpoint={str(out)!r})))
+                _delete_=True, type='Pretrained',
+                checkpoint={str(out)!r})))
         optim_wrapper = dict(optimizer=dict(lr=0.0))
         train_cfg = dict(max_iters=1, val_interval=100)
         default_hooks = dict(logger=dict(interval=1),
