@@ -493,8 +493,7 @@ def test_imagenet_checkpoint_initialises_shipped_config(tmp_path, synth_voc,
         train_pipeline = [
             dict(type='LoadImageFromFile'),
             dict(type='LoadVOCAnnotations', num_classes=21),
-            dict(type='TFRandomScale', pad_to_size=crop_size),
-            dict(type='RandomCrop', crop_size=crop_size),
+            dict(type='TFRandomScale', crop_size=crop_size),
             dict(type='RandomFlip', prob=0.5),
             dict(type='PackSegInputs')
         ]

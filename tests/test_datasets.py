@@ -200,21 +200,18 @@ def test_base_config_recipe(name):
         assert cfg.tta_model.resize_to_range == resize_to_range
     train = [t['type'] for t in cfg.train_pipeline]
     assert train == [
-        'LoadImageFromFile', loader, 'TFRandomScale', 'RandomCrop',
-        'RandomFlip', 'PackSegInputs'
+        'LoadImageFromFile', loader, 'TFRandomScale', 'RandomFlip',
+        'PackSegInputs'
     ]
     assert 'PhotoMetricDistortion' not in text.replace(
         '# * and nothing else: PhotoMetricDistortion', '')
-    # TF's random scale 0.5:0.25:2.0 (TFRandomScale: tests/test_tf_augment)
-    # and padding to the crop before the crop and the flip
+    # TF's random scale 0.5:0.25:2.0, padding and random crop (no
+    # cat_max_ratio) before the flip (TFRandomScale: tests/test_tf_augment)
     scale = cfg.train_pipeline[2]
     assert (scale['min_scale'], scale['max_scale'], scale['step'],
-            tuple(scale['pad_to_size'])) == (0.5, 2.0, 0.25, crop_size)
+            tuple(scale['crop_size'])) == (0.5, 2.0, 0.25, crop_size)
     assert scale.get('resize_to_range') == resize_to_range
-    crop = cfg.train_pipeline[3]
-    assert tuple(crop['crop_size']) == crop_size
-    assert crop.get('cat_max_ratio', 1.0) == 1.0
-    assert cfg.train_pipeline[4]['prob'] == 0.5
+    assert cfg.train_pipeline[3]['prob'] == 0.5
     assert [t['type'] for t in cfg.test_pipeline
             ] == ['LoadImageFromFile', loader, 'PackSegInputs']
     assert [t['scale_factor'] for t in tta[0]] == scales

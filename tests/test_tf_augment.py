@@ -164,7 +164,7 @@ def test_random_scale_draws_tf_scales():
 
 @pytest.mark.parametrize('bad', [
     dict(min_scale=0), dict(min_scale=2.0, max_scale=1.0), dict(step=-1),
-    dict(pad_to_size=(513, )), dict(resize_to_range=dict(max_size=513))
+    dict(crop_size=(513, )), dict(resize_to_range=dict(max_size=513))
 ])
 def test_bad_arguments(bad):
     with pytest.raises(ValueError, match='TFRandomScale'):
@@ -174,14 +174,51 @@ def test_bad_arguments(bad):
 def test_pads_bottom_right_with_mean_pixel_and_255():
     img = np.full((30, 40, 3), 50, np.uint8)
     label = np.full((30, 40), 4, np.uint8)
-    out = scale_at(1.25, pad_to_size=(45, 47)).transform(sample(img, label))
+    out = scale_at(1.25, crop_size=(45, 47)).transform(sample(img, label))
     got, gt = out['img'], out['gt_seg_map']
-    assert got.shape == (45, 50, 3) and gt.shape == (45, 50)  # 37x50 scaled
-    assert out['img_shape'] == (45, 50) and out['pad_shape'] == got.shape
+    # scaled to 37x50, padded to 45x50, cropped to 45x47
+    assert got.shape == (45, 47, 3) and gt.shape == (45, 47)
+    assert out['img_shape'] == (45, 47) and out['pad_shape'] == got.shape
+    assert out['tf_crop_offset'][0] == 0 and 0 <= out['tf_crop_offset'][1] <= 3
     np.testing.assert_array_equal(got[:37], 50)
     np.testing.assert_array_equal(got[37:], 127.5)
     np.testing.assert_array_equal(gt[:37], 4)
     np.testing.assert_array_equal(gt[37:], 255)
+
+
+@pytest.mark.parametrize('crop', [(24, 31), (70, 20), (90, 120)])
+def test_crop_is_tfs_pad_then_random_crop(crop):
+    """Resizing only the crop's pixels gives exactly the crop of the whole
+    resized and padded image (pad_to_bounding_box + random_crop), at offsets
+    uniform over the padded image."""
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (37, 53, 3)).astype(np.uint8)
+    label = rng.integers(0, 21, (37, 53)).astype(np.uint8)
+    ch, cw = crop
+    for s in SCALES:
+        transform = scale_at(s, crop_size=crop)
+        h, w = int(37 * s), int(53 * s)
+        full = scale_at(s).transform(sample(img.copy(), label.copy()))
+        ph, pw = max(h, ch), max(w, cw)
+        padded = np.full((ph, pw, 3), 127.5, np.float32)
+        padded[:h, :w] = full['img']
+        padded_gt = np.full((ph, pw), 255, np.uint8)
+        padded_gt[:h, :w] = full['gt_seg_map']
+        offsets = set()
+        for seed in range(30):
+            np.random.seed(seed)
+            out = transform.transform(sample(img.copy(), label.copy()))
+            oy, ox = out['tf_crop_offset']
+            offsets.add((oy, ox))
+            np.testing.assert_array_equal(out['img'],
+                                          padded[oy:oy + ch, ox:ox + cw])
+            np.testing.assert_array_equal(out['gt_seg_map'],
+                                          padded_gt[oy:oy + ch, ox:ox + cw])
+        ys, xs = zip(*offsets)
+        assert min(ys) >= 0 and max(ys) <= ph - ch
+        assert min(xs) >= 0 and max(xs) <= pw - cw
+        if pw - cw >= 2:
+            assert len(set(xs)) > 1
 
 
 def load_dataset_config(name):
@@ -196,19 +233,18 @@ def load_dataset_config(name):
 ])
 def test_shipped_pipelines_use_it(name, crop, resize_to_range):
     """Every data set's training pipeline scales as TF (0.5:0.25:2.0), pads
-    to its crop, then crops and flips."""
+    to its crop and crops, then flips."""
     cfg = load_dataset_config(name)
     types = [t['type'] for t in cfg.train_pipeline]
-    assert types[2:] == ['TFRandomScale', 'RandomCrop', 'RandomFlip',
-                         'PackSegInputs']
+    assert types[2:] == ['TFRandomScale', 'RandomFlip', 'PackSegInputs']
     scale = cfg.train_pipeline[2]
     assert (scale['min_scale'], scale['max_scale'], scale['step']) == (
         0.5, 2.0, 0.25)
-    assert tuple(scale['pad_to_size']) == (crop, crop)
+    assert tuple(scale['crop_size']) == (crop, crop)
     assert scale.get('pad_val', 127.5) == 127.5
     assert scale.get('seg_pad_val', 255) == 255
     assert scale.get('resize_to_range') == resize_to_range
-    assert tuple(cfg.train_pipeline[3]['crop_size']) == (crop, crop)
+    assert cfg.train_pipeline[3]['prob'] == 0.5
     assert 'Resize' not in str(cfg.train_pipeline)
 
 
@@ -218,7 +254,7 @@ def test_ade20k_training_resizes_to_range_first():
     assert tf_resize_to_range(300, 700, 513, 513, 16) == (225, 497)
     cfg = load_dataset_config('ade20k_513x513.py')
     spec = dict(cfg.train_pipeline[2], min_scale=1.0, max_scale=1.0,
-                pad_to_size=None)
+                crop_size=None)
     img = np.random.default_rng(0).integers(0, 256, (300, 700, 3), np.uint8)
     out = TRANSFORMS.build(spec).transform(sample(img, img[..., 0].copy()))
     assert out['img'].shape == (225, 497, 3)

@@ -13,15 +13,15 @@ crop_size = (257, 257)
 
 
 def _at_257(pipeline):
-    """The data set's pipeline with its resizes to 513, its padding to and
-    its crop of 513x513 at 257."""
+    """The data set's pipeline with its resizes to 513 and its 513x513 crop
+    at 257."""
     if isinstance(pipeline, (list, tuple)):
         return [_at_257(t) for t in pipeline]
     if not isinstance(pipeline, dict):
         return pipeline
     out = {}
     for key, value in pipeline.items():
-        if (key in ('scale', 'crop_size', 'pad_to_size')
+        if (key in ('scale', 'crop_size')
                 and isinstance(value, (list, tuple))
                 and tuple(value) == (513, 513)):
             out[key] = (257, 257)

@@ -10,11 +10,12 @@
 #   recipe, so it is left out on purpose.
 # TFRandomScale does the scaling as TF does it (new size int(float32(h) * s),
 # truncated; image bilinear with align_corners, float32, not rounded; labels
-# nearest neighbour with align_corners) and pads bottom/right to crop_size
+# nearest neighbour with align_corners), pads bottom/right to crop_size
 # (image 127.5 = TF's mean pixel, 0 after the normalisation of our TF
-# models; labels 255, ignored) before the crop and the flip, as TF does: a
-# flipped crop has its padding on the left. (mmseg's R101 configs normalise
-# with ImageNet's mean and std: 127.5 is (0.07, 0.20, 0.42) there.)
+# models; labels 255, ignored) and takes the random crop, all before the
+# flip, as TF does: a flipped crop has its padding on the left. (mmseg's R101
+# configs normalise with ImageNet's mean and std: 127.5 is (0.07, 0.20,
+# 0.42) there.)
 # Evaluation: original resolution, no resize (as TF evaluates); TTA below.
 dataset_type = 'CityscapesDataset'
 data_root = 'data/cityscapes'
@@ -27,8 +28,7 @@ train_pipeline = [
         min_scale=0.5,
         max_scale=2.0,
         step=0.25,
-        pad_to_size=crop_size),
-    dict(type='RandomCrop', crop_size=crop_size),
+        crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')
 ]

@@ -84,8 +84,8 @@ class TFCrossEntropyLoss(CrossEntropyLoss):
                              'over non-ignored pixels: use_sigmoid=False, '
                              'use_mask=False, avg_non_ignore=True')
         if not 0.0 < top_k_percent_pixels <= 1.0:
-            raise ValueError('TFCrossEntropyLoss: top_k_percent_pixels must be '
-                             f'in (0, 1], got {top_k_percent_pixels}')
+            raise ValueError('TFCrossEntropyLoss: top_k_percent_pixels must '
+                             f'be in (0, 1], got {top_k_percent_pixels}')
         if hard_example_mining_step < 0:
             raise ValueError('TFCrossEntropyLoss: hard_example_mining_step '
                              f'must be >= 0, got {hard_example_mining_step}')
