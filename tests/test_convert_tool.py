@@ -439,18 +439,12 @@ def test_slim_mobilenet_v2_imagenet_initialises_backbone(tmp_path,
 
 
 IMAGENET_FAMILIES = {
-    # TF family: its shipped config
-    'xception_41': ('configs/deeplabv3plus/'
-                    'deeplabv3plus_xception41-d16_4xb4-30k_voc12aug-513x513.py'),
-    'xception_65': ('configs/deeplabv3plus/'
-                    'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py'),
-    'xception_71': ('configs/deeplabv3plus/'
-                    'deeplabv3plus_xception71-d16_4xb4-30k_voc12aug-513x513.py'),
-    'mobilenet_v2': ('configs/deeplabv3/'
-                     'deeplabv3_mobilenetv2-d16_4xb4-30k_voc12aug-513x513.py'),
-    'mobilenet_v2_dm05': (
-        'configs/deeplabv3/'
-        'deeplabv3_mobilenetv2-dm05-d16_4xb4-30k_voc12aug-513x513.py'),
+    # TF family: (algorithm, backbone) of its shipped VOC-aug OS 16 config
+    'xception_41': ('deeplabv3plus', 'xception41'),
+    'xception_65': ('deeplabv3plus', 'xception65'),
+    'xception_71': ('deeplabv3plus', 'xception71'),
+    'mobilenet_v2': ('deeplabv3', 'mobilenetv2'),
+    'mobilenet_v2_dm05': ('deeplabv3', 'mobilenetv2-dm05'),
 }
 
 
@@ -468,7 +462,9 @@ def test_imagenet_checkpoint_initialises_shipped_config(tmp_path, synth_voc,
     init_cfg=None: no ImageNet checkpoint with DeepLab's dm 0.5 rounding is
     published; one with those shapes loads as well.) The two tests above
     check the same loading against the TF references' values, in-process."""
-    config = IMAGENET_FAMILIES[family]
+    algo, backbone = IMAGENET_FAMILIES[family]
+    config = (f'configs/{algo}/{algo}_{backbone}-d16_4xb4-30k_voc12aug-'
+              '513x513.py')
     if family.startswith('xception'):
         names = tf_names.xception(int(family[-2:]))
     else:
