@@ -171,6 +171,14 @@ def test_bad_arguments(bad):
         TRANSFORMS.build(dict(type='TFRandomScale', **bad))
 
 
+def test_too_small_image_is_named():
+    img = np.zeros((1, 5, 3), np.uint8)
+    results = dict(sample(img, img[..., 0].copy()), img_path='tiny.png')
+    with pytest.raises(ValueError, match=r'tiny.png: 1x5 scaled by 0.5 '
+                       'leaves no pixels'):
+        scale_at(0.5).transform(results)
+
+
 def test_pads_bottom_right_with_mean_pixel_and_255():
     img = np.full((30, 40, 3), 50, np.uint8)
     label = np.full((30, 40), 4, np.uint8)

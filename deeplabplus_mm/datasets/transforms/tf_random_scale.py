@@ -246,6 +246,11 @@ class TFRandomScale(BaseTransform):
         scale = self._random_scale()
         if scale != 1.0:
             h, w = tf_scaled_size(h, w, scale)
+            if min(h, w) < 1:
+                raise ValueError(
+                    f'{results.get("img_path", "image")}: '
+                    f'{results["img"].shape[0]}x{results["img"].shape[1]} '
+                    f'scaled by {scale} leaves no pixels (TFRandomScale)')
         results['tf_scale'] = scale
         results['scale_factor'] = (w / ori_w, h / ori_h)
         results['keep_ratio'] = True
