@@ -517,9 +517,29 @@ def test_imagenet_checkpoint_initialises_shipped_config(tmp_path, synth_voc,
     assert 'missing keys' not in train_log
     assert 'unexpected key' not in train_log
     saved = torch.load(work / 'iter_1.pth', weights_only=True)['state_dict']
-    backbone = {k[len('backbone.'):]: v for k, v in saved.items()
-                if k.startswith('backbone.')}
-    assert backbone.keys() == converted.keys()
-    assert all(torch.equal(backbone[k], converted[k]) for k in converted)
-    rest = set(saved) - {f'backbone.{k}' for k in backbone}
+    loaded = {k[len('backbone.'):]: v for k, v in saved.items()
+              if k.startswith('backbone.')}
+    assert loaded.keys() == converted.keys()
+    assert all(torch.equal(loaded[k], converted[k]) for k in converted)
+    rest = set(saved) - {f'backbone.{k}' for k in loaded}
     assert rest and all(k.startswith('decode_head.') for k in rest)
+
+    # and it fits the backbone of every shipped config of the family (all
+    # output strides, data sets, heads), exactly
+    import glob
+
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    import deeplabplus_mm  # noqa: F401
+    paths = glob.glob(
+        osp.join(REPO, 'configs', '*', f'*_{backbone}-d[0-9]*.py'))
+    for path in paths:
+        model = Config.fromfile(path, import_custom_modules=False).model
+        with torch.device('meta'):
+            net = MODELS.build(dict(model.backbone, init_cfg=None))
+        net.load_state_dict(converted, strict=True, assign=True)
+    # (Xception-41: and the demo's; Xception-71: and DPC's)
+    assert len(paths) == {'xception_41': 17, 'xception_71': 18,
+                          'mobilenet_v2': 7, 'mobilenet_v2_dm05': 4}.get(
+                              family, 16)
