@@ -82,6 +82,7 @@ def iteration():
     hub = MessageHub.get_instance('test_tf_loss')
 
     def set_iter(i):
+        assert MessageHub.get_current_instance() is hub
         hub.update_info('iter', i)
     yield set_iter
     hub.update_info('iter', 0)
