@@ -18,6 +18,9 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# TensorFlow's reference outputs: $DEEPLAB_TF_REFS, else beside the checkout.
+TF_REFS = os.environ.get('DEEPLAB_TF_REFS',
+                         osp.join(REPO, '..', 'shared', 'tf_deeplab'))
 DEMO_CONFIG = osp.join(
     REPO, 'configs/demo/deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py')
 
@@ -65,14 +68,28 @@ def small_tf_segmentor(test_size=None):
     return calibrate_bn(model, 65)  # one batch from the seeded global RNG
 
 
+def tf_refs_folder(case):
+    """``shared/tf_deeplab/<case>`` (TensorFlow's own outputs), or skip with
+    one line naming the folder looked for. A user's clone has no
+    ``../shared``: only the comparisons with TensorFlow's numbers need it.
+    With ``DEEPLAB_REQUIRE_TF_REFS=1`` (CI) a missing folder fails instead,
+    so the parity tests cannot pass there by skipping."""
+    path = osp.join(TF_REFS, case)
+    if not osp.isdir(path):
+        message = (f'TF references not found: {osp.normpath(path)} (set '
+                   'DEEPLAB_TF_REFS to the tf_deeplab folder)')
+        if os.environ.get('DEEPLAB_REQUIRE_TF_REFS') == '1':
+            pytest.fail(message + '; DEEPLAB_REQUIRE_TF_REFS=1',
+                        pytrace=False)
+        pytest.skip(message)
+    return path
+
+
 @pytest.fixture(scope='session')
 def tf_refs():
-    from deeplabplus_mm.utils import tf_refs_dir
-    path = tf_refs_dir()
-    if not osp.isdir(osp.join(path, 'xception65_os16')):
-        pytest.skip(f'TF references not found at {path} (set '
-                    'DEEPLAB_TF_REFS)')
-    return path
+    """The tf_deeplab folder of TensorFlow's references (see
+    :func:`tf_refs_folder`)."""
+    return osp.dirname(tf_refs_folder('xception65_os16'))
 
 
 @pytest.fixture(scope='session')
