@@ -416,3 +416,109 @@ def test_slim_mobilenet_v2_imagenet_initialises_backbone(tmp_path):
     own = backbone.state_dict()
     assert own.keys() == sd.keys()
     assert all(torch.equal(own[k], sd[k]) for k in sd)
+
+
+IMAGENET_FAMILIES = {
+    # TF family: (algorithm, backbone) of its shipped VOC-aug OS 16 config
+    'xception_41': ('deeplabv3plus', 'xception41'),
+    'xception_65': ('deeplabv3plus', 'xception65'),
+    'xception_71': ('deeplabv3plus', 'xception71'),
+    'mobilenet_v2': ('deeplabv3', 'mobilenetv2'),
+    'mobilenet_v2_dm05': ('deeplabv3', 'mobilenetv2-dm05'),
+}
+
+
+@pytest.mark.parametrize('family', sorted(IMAGENET_FAMILIES))
+def test_imagenet_checkpoint_initialises_shipped_config(tmp_path, synth_voc,
+                                                        family):
+    """An ImageNet classifier checkpoint of each backbone family (TF names
+    from the official rules, name-seeded values: no references needed) ->
+    tools/convert_tf_checkpoint.py -> one iteration of tools/train.py with
+    the family's shipped config (small crop, the converted file as the
+    backbone's init_cfg, learning rate 0 and BN statistics frozen, so that
+    the saved weights are the initial ones): every backbone tensor is the
+    converted one, nothing else is in the file, and the model's only
+    tensors not from it are the head's. (The dm 0.5 configs ship with
+    init_cfg=None: no ImageNet checkpoint with DeepLab's dm 0.5 rounding is
+    published; one with those shapes loads as well.) The two tests above
+    check the loading in-process, for Xception-41 and MobileNetV2 1.0."""
+    algo, backbone = IMAGENET_FAMILIES[family]
+    config = (f'configs/{algo}/{algo}_{backbone}-d16_4xb4-30k_voc12aug-'
+              '513x513.py')
+    if family.startswith('xception'):
+        names = tf_names.xception(int(family[-2:]))
+    else:
+        names = tf_names.mobilenet_v2(0.5 if family.endswith('dm05') else
+                                      1.0)
+    scope = family.replace('_dm05', '')
+    extra = tf_names.imagenet_classifier(scope)
+    tensors = tf_names.values(names + extra, momentum=False)
+    write_checkpoint(str(tmp_path / 'model.ckpt'), tensors)
+    out = tmp_path / f'{family}_imagenet.pth'
+    log = convert_cli(tmp_path / 'model.ckpt', out).stdout
+    assert 'ImageNet backbone' in log and 'init_cfg' in log
+    converted = torch.load(out)['state_dict']
+    assert len(converted) >= len(names)  # + BN's num_batches_tracked
+
+    cfg = tmp_path / 'imagenet_init.py'
+    cfg.write_text(textwrap.dedent(f"""\
+        _base_ = [{osp.join(REPO, config)!r}]
+        crop_size = (65, 65)
+        data_root = {synth_voc!r}
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadVOCAnnotations', num_classes=21),
+            dict(type='TFRandomScale', crop_size=crop_size),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='PackSegInputs')
+        ]
+        voc = dict(data_root=data_root, data_prefix=dict(
+            img_path='JPEGImages', seg_map_path='SegmentationClass'))
+        train_dataloader = dict(
+            batch_size=2, num_workers=0, persistent_workers=False,
+            dataset=dict(ann_file='ImageSets/Segmentation/train.txt',
+                         pipeline=train_pipeline, **voc))
+        val_dataloader = val_cfg = val_evaluator = None  # training only
+        model = dict(
+            data_preprocessor=dict(size=crop_size),
+            backbone=dict(norm_eval=True, init_cfg=dict(
+                _delete_=True, type='Pretrained',
+                checkpoint={str(out)!r})))
+        optim_wrapper = dict(optimizer=dict(lr=0.0))
+        train_cfg = dict(max_iters=1, val_interval=100)
+        default_hooks = dict(logger=dict(interval=1),
+                             checkpoint=dict(interval=1))
+        """))
+    work = tmp_path / 'work'
+    train_log = run_tool('tools/train.py', str(cfg), '--work-dir',
+                         str(work)).stdout
+    assert f'load model from: {out}' in train_log
+    assert 'missing keys' not in train_log
+    assert 'unexpected key' not in train_log
+    saved = torch.load(work / 'iter_1.pth', weights_only=True)['state_dict']
+    loaded = {k[len('backbone.'):]: v for k, v in saved.items()
+              if k.startswith('backbone.')}
+    assert loaded.keys() == converted.keys()
+    assert all(torch.equal(loaded[k], converted[k]) for k in converted)
+    rest = set(saved) - {f'backbone.{k}' for k in loaded}
+    assert rest and all(k.startswith('decode_head.') for k in rest)
+
+    # and it fits the backbone of every shipped config of the family (all
+    # output strides, data sets, heads), exactly
+    import glob
+
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    import deeplabplus_mm  # noqa: F401
+    paths = glob.glob(
+        osp.join(REPO, 'configs', '*', f'*_{backbone}-d[0-9]*.py'))
+    for path in paths:
+        model = Config.fromfile(path, import_custom_modules=False).model
+        with torch.device('meta'):
+            net = MODELS.build(dict(model.backbone, init_cfg=None))
+        net.load_state_dict(converted, strict=True, assign=True)
+    # (Xception-41: and the demo's; Xception-71: and DPC's)
+    assert len(paths) == {'xception_41': 17, 'xception_71': 18,
+                          'mobilenet_v2': 7, 'mobilenet_v2_dm05': 4}.get(
+                              family, 16)

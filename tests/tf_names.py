@@ -162,3 +162,16 @@ def values(names, step=1000, momentum=True):
         if momentum and trainable(name):
             tensors[f'{name}/Momentum'] = value(f'{name}/Momentum', shape)
     return tensors
+
+
+def imagenet_classifier(family):
+    """What an ImageNet classifier checkpoint holds beyond DeepLab's backbone
+    (the converter skips it): Xception's 1001-way ``logits``; slim
+    MobileNetV2's 1280-channel ``Conv_1`` and ``Logits``."""
+    if family.startswith('xception'):
+        return [(f'{family}/logits/weights', (1, 1, 2048, 1001)),
+                (f'{family}/logits/biases', (1001, ))]
+    cin = MOBILENET_V2_DEPTHS[1.0 if family == 'mobilenet_v2' else 0.5][-1]
+    return conv('MobilenetV2/Conv_1', 1, 1, cin, 1280) + [
+        ('MobilenetV2/Logits/Conv2d_1c_1x1/weights', (1, 1, 1280, 1001)),
+        ('MobilenetV2/Logits/Conv2d_1c_1x1/biases', (1001, ))]
