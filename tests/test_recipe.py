@@ -1,54 +1,190 @@
-"""DeepLab's training recipe reaches the optimizer; AMP runs on CPU. (A
-killed run resuming bit-identically: tests/test_foundation.py.)"""
+"""DeepLab's training recipe reaches the optimizer as TF's rules say; the
+schedules are TF's poly; AMP runs on CPU. (A killed run resuming
+bit-identically: tests/test_foundation.py; a training step against TF's:
+tests/test_train_parity.py.)"""
+import glob
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO, build_model, run_tool, tiny_config
+from conftest import REPO, run_tool, tiny_config
 
-ZOO = osp.join(REPO, 'configs/deeplabv3plus/'
-               'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py')
+# One config per family of ours (the others share their _base_ model and
+# schedule files), and mmseg's ResNet.
+FAMILIES = [
+    'deeplabv3plus/deeplabv3plus_xception41-d16_4xb4-30k_voc12aug-513x513.py',
+    'deeplabv3plus/deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py',
+    'deeplabv3plus/deeplabv3plus_xception71-d16_4xb4-30k_voc12aug-513x513.py',
+    'deeplabv3/deeplabv3_mobilenetv2-d16_4xb4-30k_voc12aug-513x513.py',
+    'deeplabv3/deeplabv3_mobilenetv2-dm05-d16_4xb4-30k_voc12aug-513x513.py',
+    'deeplabv3plus/deeplabv3plus_mobilenetv2-d16_4xb4-150k_ade20k-'
+    '257x257.py',
+    'dpc/dpc_xception71-d16_4xb2-90k_cityscapes-769x769.py',
+]
+R101 = 'deeplabv3plus/deeplabv3plus_r101-d16_4xb4-30k_voc12aug-513x513.py'
+# model.get_extra_layer_scopes(last_layers_contain_logits_only=False)
+TF_LAST_LAYERS = ('logits', 'image_pooling', 'aspp', 'concat_projection',
+                  'decoder', 'meta_architecture')
 
 
-def _kind(name, module):
-    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-        return 'norm'
-    if name.endswith('bias'):
-        return 'bias'
-    if module.groups == module.in_channels and module.groups > 1:
-        return 'depthwise'
-    return 'conv'
+def tf_gradient_multiplier(tf_name, last_layer_gradient_multiplier):
+    """train_utils.get_model_gradient_multipliers for one variable, on its
+    name (1 where TF lists none)."""
+    multiplier = 2.0 if 'biases' in tf_name else 1.0
+    for layer in TF_LAST_LAYERS:
+        if layer in tf_name and 'biases' in tf_name:
+            return 2 * last_layer_gradient_multiplier
+        elif layer in tf_name:
+            return last_layer_gradient_multiplier
+    return multiplier
 
 
-def test_optimizer_has_tf_weight_decay_per_parameter_kind():
+def build_optimizer(path, last_layer_gradient_multiplier):
+    """A config's model (meta device: shapes only) and the optimizer its
+    optim_wrapper builds."""
+    import deeplabplus_mm  # noqa: F401
     from mmengine.optim import build_optim_wrapper
-    cfg = Config.fromfile(ZOO)
-    model = build_model(cfg.model)
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    cfg = Config.fromfile(osp.join(REPO, 'configs', path))
+    cfg.optim_wrapper.paramwise_cfg.last_layer_gradient_multiplier = \
+        last_layer_gradient_multiplier
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
     optim = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
     assert isinstance(optim, torch.optim.SGD)
+    return cfg, model, optim
+
+
+@pytest.mark.parametrize('last', [1.0, 10.0])
+@pytest.mark.parametrize('path', FAMILIES, ids=osp.basename)
+def test_optimizer_groups_follow_tf_rules(path, last):
+    """Every parameter's learning rate and weight decay are TF's for its
+    variable (named by our converter's tables): lr x the gradient
+    multiplier of its name (biases 2, last layers ``last``, their biases
+    2 x ``last``), decay 4e-5 on ``weights`` (conv, not
+    ``depthwise_weights``, BN or biases); BN momentum and eps per layer
+    as TF's."""
+    from deeplabplus_mm.converters import tf_variable_names
+    cfg, model, optim = build_optimizer(path, last)
+    base_lr = cfg.optim_wrapper.optimizer.lr
+    names = tf_variable_names(cfg.model.to_dict())
+    group_of = {id(p): g for g in optim.param_groups for p in g['params']}
+    seen = set()
+    for key, param in model.named_parameters():
+        tf_name = names[key]
+        group = group_of.pop(id(param))  # every parameter, exactly once
+        multiplier = tf_gradient_multiplier(tf_name, last)
+        assert group['lr'] == pytest.approx(base_lr * multiplier), tf_name
+        decay = 4e-5 if tf_name.endswith('/weights') else 0.0
+        assert group['weight_decay'] == pytest.approx(decay), tf_name
+        assert group['momentum'] == 0.9 and group['dampening'] == 0
+        assert not group['nesterov']
+        seen.add((tf_name.rpartition('/')[2], multiplier))
+    assert not group_of
+    # the rules are exercised: biases, depthwise, BN, head and backbone
+    leaves = {leaf for leaf, _ in seen}
+    assert {'weights', 'depthwise_weights', 'gamma', 'beta',
+            'biases'} <= leaves
+    assert ('biases', 2 * last) in seen and ('weights', 1.0) in seen
+    # BN: TF decay 0.997 in MobileNetV2's backbone (mobilenet's
+    # training_scope), 0.9997 elsewhere; eps 1e-3 backbone, 1e-5 head
+    mobilenet = 'MobilenetV2' in ''.join(n for n in names.values() if n)
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            backbone = name.startswith('backbone.')
+            momentum = 3e-3 if backbone and mobilenet else 3e-4
+            assert m.momentum == pytest.approx(momentum), name
+            assert m.eps == pytest.approx(1e-3 if backbone else 1e-5), name
+    # mmengine logs the first group's lr: the base one
+    assert optim.param_groups[0]['lr'] == pytest.approx(base_lr)
+
+
+def test_resnet_optimizer_groups_are_consistent():
+    """mmseg's ResNet configs get the same rules by layer kind: decay on
+    dense conv weights only, biases x2, the decode head x the last-layer
+    multiplier."""
+    cfg, model, optim = build_optimizer(R101, 10.0)
     group_of = {id(p): g for g in optim.param_groups for p in g['params']}
     modules = dict(model.named_modules())
-    kinds = {}
+    kinds = set()
     for name, param in model.named_parameters():
-        group = group_of.pop(id(param))  # every parameter, exactly once
-        kind = _kind(name, modules[name.rpartition('.')[0]])
-        expected = 4e-5 if kind == 'conv' else 0.0
-        assert group['weight_decay'] == pytest.approx(expected), name
-        assert group['lr'] == pytest.approx(0.007)
-        assert group['momentum'] == 0.9
-        kinds[kind] = kinds.get(kind, 0) + 1
+        module_name, _, leaf = name.rpartition('.')
+        module = modules[module_name]
+        group = group_of.pop(id(param))
+        norm = isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        depthwise = not norm and module.groups == module.in_channels > 1
+        head = name.startswith('decode_head.')
+        multiplier = (10.0 if head else 1.0) * (
+            2.0 if leaf == 'bias' and not norm else 1.0)
+        assert group['lr'] == pytest.approx(0.007 * multiplier), name
+        decay = 4e-5 if not norm and not depthwise and leaf == 'weight' \
+            else 0.0
+        assert group['weight_decay'] == pytest.approx(decay), name
+        kinds.add((norm, depthwise, leaf, head))
     assert not group_of
-    # BN gamma/beta are trained (not frozen, not forgotten)
-    assert kinds['norm'] > 100 and kinds['depthwise'] > 50
-    assert kinds['bias'] == 1  # the logits conv only
-    (poly, ) = cfg.param_scheduler
-    assert (poly.type, poly.power, poly.eta_min, poly.end) == ('PolyLR', 0.9,
-                                                              0.0, 30000)
-    norms = [m for m in model.modules()
-             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    assert all(m.momentum == pytest.approx(3e-4) for m in norms)
+    assert (False, True, 'weight', True) in kinds  # separable ASPP
+    assert (False, False, 'bias', True) in kinds  # conv_seg
+
+
+def test_unknown_layers_and_options_are_refused():
+    import deeplabplus_mm  # noqa: F401
+    from mmengine.optim import build_optim_wrapper
+    cfg = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9),
+               constructor='TFOptimWrapperConstructor')
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.PReLU())
+    with pytest.raises(ValueError, match=r'parameter 1\.weight of a PReLU'):
+        build_optim_wrapper(model, cfg)
+    with pytest.raises(ValueError, match='unknown paramwise_cfg keys'):
+        build_optim_wrapper(model[:1], dict(
+            cfg, paramwise_cfg=dict(last_layer_lr_mult=10)))
+
+
+SCHEDULES = sorted(glob.glob(osp.join(REPO, 'configs/_base_/schedules',
+                                      '*.py')))
+
+
+@pytest.mark.parametrize('path', SCHEDULES, ids=osp.basename)
+def test_schedule_is_tf_poly_over_max_iters(path):
+    """The learning rate of every iteration k of a schedule is TF's
+    ``polynomial_decay``: ``base * (1 - k / N) ** 0.9`` with N = the
+    schedule's max_iters (TF's training_number_of_steps), for each group
+    (base: its own lr). mmengine's ParamSchedulerHook steps the scheduler
+    once after each iteration; the scheduler steps once when built."""
+    import deeplabplus_mm  # noqa: F401
+    from mmengine.registry import PARAM_SCHEDULERS
+    cfg = Config.fromfile(path)
+    n = cfg.train_cfg.max_iters
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    optim = torch.optim.SGD([dict(params=params[:1], lr=0.007),
+                             dict(params=params[1:], lr=0.014)],
+                            momentum=0.9)
+    (scheduler_cfg, ) = cfg.param_scheduler
+    scheduler = PARAM_SCHEDULERS.build(dict(scheduler_cfg, optimizer=optim))
+    lrs = np.empty((n, 2))
+    for k in range(n):
+        lrs[k] = [g['lr'] for g in optim.param_groups]  # iteration k's lr
+        scheduler.step()
+    expected = (1 - np.arange(n) / n)**0.9
+    np.testing.assert_allclose(lrs, np.outer(expected, [0.007, 0.014]),
+                               rtol=1e-12, atol=0)
+    # TF's figures for N = 10 (shared/tf_deeplab mobilenetv2_train)
+    if n == 30000:
+        optim.param_groups[0]['lr'] = 0.007
+        for group in optim.param_groups:
+            group.pop('initial_lr')
+        short = PARAM_SCHEDULERS.build(
+            dict(scheduler_cfg, end=10, optimizer=optim))
+        seq = []
+        for _ in range(3):
+            seq.append(optim.param_groups[0]['lr'])
+            short.step()
+        np.testing.assert_allclose(seq, [0.007, 0.006366727873682976,
+                                         0.005726365372538567], rtol=1e-7)
 
 
 @pytest.mark.parametrize('name,lr', [

@@ -1,6 +1,6 @@
 """Convert a TensorFlow DeepLab checkpoint to a PyTorch .pth.
 
-    python tools/convert_tf_checkpoint.py SRC OUT.pth [--config CONFIG]
+    python tools/convert_tf_checkpoint.py SRC OUT.pth [--config CONFIG] [--momentum]
 
 SRC: a checkpoint prefix (``.../model.ckpt``), a folder holding one, or a
 model-zoo ``.tar.gz`` (read without unpacking). Backbones: aligned Xception
@@ -11,7 +11,10 @@ model (default: the config of ours that fits, printed at the end), and the
 first TF variables that do not fit it are named. DeepLab checkpoints become
 a full segmentor ``state_dict`` (for ``tools/test.py``), ImageNet ones the
 backbone alone (for ``model.backbone.init_cfg``). The output is written
-atomically and loads with ``torch.load(weights_only=True)``.
+atomically and loads with ``torch.load(weights_only=True)``. With
+--momentum it also holds the checkpoint's ``/Momentum`` slots, which
+``tools/train.py CONFIG --cfg-options load_from=OUT.pth load_momentum=True``
+puts into the optimizer, as TF's fine-tuning restores them.
 
 Needs neither TensorFlow nor torch, mmseg or mmcv: only numpy and mmengine's
 config reader.
@@ -53,6 +56,11 @@ def parse_args(argv=None):
         action='store_true',
         help='keep logits channel 0 of 151-class (ADE20K) checkpoints '
         'instead of dropping it for mmseg\'s 150-class ADE20K')
+    parser.add_argument(
+        '--momentum',
+        action='store_true',
+        help='also carry the /Momentum slots (TF\'s momentum accumulators) '
+        'for training with load_momentum=True')
     return parser.parse_args(argv)
 
 
@@ -84,7 +92,8 @@ def main(argv=None):
             meta = conv.convert_checkpoint(
                 reader, args.out, config=args.config,
                 keep_background_class=args.keep_background_class,
-                configs_dir=osp.join(REPO, 'configs'), progress=_Progress())
+                configs_dir=osp.join(REPO, 'configs'), progress=_Progress(),
+                momentum=args.momentum)
     except (conv.TFCheckpointError, conv.ConversionError) as e:
         sys.exit(f'error: {args.src}: {e}')
     kind = 'DeepLab segmentor' if meta['segmentor'] else 'ImageNet backbone'
@@ -105,6 +114,10 @@ def main(argv=None):
                          f'{" ..." if len(others) > 5 else ""}')
         print(f'ignored {len(meta["ignored"])} TF variables: '
               f'{"; ".join(parts)}')
+    if meta['momentum'] is not None:
+        print(f'carried {meta["momentum"]} /Momentum slots (tf_momentum); '
+              f'fine-tune with --cfg-options load_from={args.out} '
+              'load_momentum=True')
     if meta['skipped']:
         print(f'skipped non-numeric entries: {", ".join(meta["skipped"])}')
     if meta['segmentor'] and meta['num_classes'] != meta[

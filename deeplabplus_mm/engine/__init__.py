@@ -6,12 +6,16 @@ from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (CPUDistributedDataParallel, CPUSyncBatchNorm,
                           finish_launcher, run_main, setup_launcher)
 from .fast_inference_hook import FastInferenceHook
+from .load_momentum_hook import LoadMomentumHook, load_momentum
 from .random_state_hook import RandomStateHook
+from .tf_optim_constructor import TFOptimWrapperConstructor
+from .tf_poly_lr import TFPolyLR
 
 __all__ = [
     'CPUAmpOptimWrapper', 'ChannelsLastTrainingHook',
     'CPUDistributedDataParallel', 'CPUSyncBatchNorm', 'FastInferenceHook',
-    'RandomStateHook', 'cache_config_formatting', 'finish_launcher',
-    'register_safe_checkpoints', 'run_main', 'setup_launcher',
-    'train_channels_last'
+    'LoadMomentumHook', 'RandomStateHook', 'TFOptimWrapperConstructor',
+    'TFPolyLR', 'cache_config_formatting', 'finish_launcher',
+    'load_momentum', 'register_safe_checkpoints', 'run_main',
+    'setup_launcher', 'train_channels_last'
 ]
