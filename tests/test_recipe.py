@@ -175,6 +175,35 @@ def test_schedule_is_tf_poly_over_max_iters(path):
                                rtol=1e-12, atol=0)
 
 
+def test_tf_poly_after_warm_up_is_tf_slow_start():
+    """With ``begin`` = TF's slow_start_step (a warm-up before it, as the
+    demo config has), iteration k >= begin gets ``base * (1 - (k - begin)
+    / (end - begin)) ** 0.9`` (TF: ``polynomial_decay`` of ``global_step -
+    slow_start_step`` over ``training_number_of_steps -
+    slow_start_step``)."""
+    import deeplabplus_mm  # noqa: F401
+    from mmengine.registry import PARAM_SCHEDULERS
+    param = torch.nn.Parameter(torch.zeros(1))
+    optim = torch.optim.SGD([param], lr=0.01, momentum=0.9)
+    schedulers = [
+        PARAM_SCHEDULERS.build(dict(cfg, optimizer=optim)) for cfg in (
+            dict(type='LinearLR', start_factor=0.1, begin=0, end=30,
+                 by_epoch=False),
+            dict(type='TFPolyLR', power=0.9, begin=30, end=300,
+                 by_epoch=False))
+    ]
+    lrs = []
+    optim.step()
+    for _ in range(300):
+        lrs.append(optim.param_groups[0]['lr'])
+        for scheduler in schedulers:
+            scheduler.step()
+    k = np.arange(30, 300)
+    np.testing.assert_allclose(lrs[30:], 0.01 * (1 - (k - 30) / 270)**0.9,
+                               rtol=1e-12)
+    assert lrs[0] == pytest.approx(0.001) and lrs[29] < 0.01
+
+
 def test_amp_trains_on_cpu(tmp_path, synth_voc):
     out = run_tool('tools/train.py', tiny_config(tmp_path, synth_voc, 2, deterministic=True),
                    '--amp', '--work-dir', str(tmp_path / 'w')).stdout

@@ -22,10 +22,10 @@ class TFPolyLR(PolyLR):
 
     mmengine's ``PolyLR`` with the same ``end`` is not this sequence: it
     decays over ``end - begin - 1`` steps (its value is ``eta_min`` at
-    iteration ``end - 1``), from the group's current value and the absolute
-    step, so over ``end = 10`` it gives ``0.007 * (8 / 9) ** 0.9`` at
-    iteration 1 where TF gives ``0.007 * (9 / 10) ** 0.9``. This scheduler
-    computes TF's closed form from the initial value instead.
+    iteration ``end - 1``), so over ``end = 10`` it gives
+    ``0.007 * (8 / 9) ** 0.9`` at iteration 1 where TF gives
+    ``0.007 * (9 / 10) ** 0.9``; and it chains from the group's current
+    value. This scheduler computes TF's closed form from the initial value.
 
     Args:
         optimizer: Wrapped optimizer.
@@ -46,8 +46,9 @@ class TFPolyLR(PolyLR):
                          begin=begin, end=end, **kwargs)
 
     def _get_value(self):
+        # mmengine counts last_step from begin (0 at iteration begin)
         decay_steps = self.end - self.begin
-        step = min(self.last_step - self.begin, decay_steps)
+        step = min(self.last_step, decay_steps)
         factor = (1 - step / decay_steps)**self.power
         return [(base - self.eta_min) * factor + self.eta_min
                 for base in self.base_values]
