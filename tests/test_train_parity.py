@@ -9,9 +9,8 @@ import torch
 from PIL import Image
 
 from conftest import REPO, run_tool
-from train_parity import (convert, failures, load_state, read_train_log,
-                          run_parity, train_args, write_derived_config,
-                          write_voc_folder)
+from train_parity import (convert, failures, load_state, run_parity,
+                          train_args, write_derived_config, write_voc_folder)
 
 MOBILENETV2_VOC = osp.join(
     REPO, 'configs/deeplabv3/deeplabv3_mobilenetv2-d16_4xb4-30k_'
@@ -37,7 +36,8 @@ def report(result):
         ours, tf = record['decode.loss_ce'], tf_step['cross_entropy']
         lines.append(f'step {record["iter"]}: cross-entropy {ours:.7f} vs '
                      f'TF {tf:.7f} (rel {abs(ours - tf) / tf:.2g}), lr '
-                     f'{record["lr"]:.8g} vs TF {tf_step["learning_rate"]:.8g}')
+                     f'{record["lr"]:.8g} vs TF '
+                     f'{tf_step["learning_rate"]:.8g}')
     return '\n'.join(lines)
 
 
@@ -109,9 +109,8 @@ def test_momentum_from_tf_checkpoint_continues_in_training(tmp_path):
     assert saved['meta']['momentum'] == len(slots) == sum(
         n.endswith('/Momentum') for n in tensors)
     key = 'decode_head.image_pooling.conv.weight'
-    np.testing.assert_array_equal(
-        slots[key].numpy(), to_torch_layout(
-            'image_pooling/weights', tensors['image_pooling/weights/Momentum']))
+    np.testing.assert_array_equal(slots[key].numpy(), to_torch_layout(
+        'image_pooling/weights', tensors['image_pooling/weights/Momentum']))
     # data: two 65x65 images
     rng = np.random.default_rng(1)
     images, labels = [], []

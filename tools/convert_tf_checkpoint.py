@@ -1,6 +1,7 @@
 """Convert a TensorFlow DeepLab checkpoint to a PyTorch .pth.
 
-    python tools/convert_tf_checkpoint.py SRC OUT.pth [--config CONFIG] [--momentum]
+    python tools/convert_tf_checkpoint.py SRC OUT.pth [--config CONFIG]
+        [--momentum]
 
 SRC: a checkpoint prefix (``.../model.ckpt``), a folder holding one, or a
 model-zoo ``.tar.gz`` (read without unpacking). Backbones: aligned Xception
