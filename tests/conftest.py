@@ -159,7 +159,7 @@ def tiny_config(tmp_path, data_root, max_iters, val_interval=2,
             num_workers=0, persistent_workers=False,
             dataset=dict(data_root=data_root))
         test_dataloader = val_dataloader
-        param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0,
+        param_scheduler = [dict(type='TFPolyLR', power=0.9, eta_min=0.0,
                                 begin=0, end={schedule_iters or max_iters},
                                 by_epoch=False)]
         train_cfg = dict(max_iters={max_iters}, val_interval={val_interval})

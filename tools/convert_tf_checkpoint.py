@@ -1,6 +1,7 @@
 """Convert a TensorFlow DeepLab checkpoint to a PyTorch .pth.
 
     python tools/convert_tf_checkpoint.py SRC OUT.pth [--config CONFIG]
+        [--momentum]
     python tools/convert_tf_checkpoint.py --zoo NAME [OUT.pth] [--mirror URL]
     python tools/convert_tf_checkpoint.py --list
 
@@ -13,7 +14,10 @@ model (default: the config of ours that fits, printed at the end), and the
 first TF variables that do not fit it are named. DeepLab checkpoints become
 a full segmentor ``state_dict`` (for ``tools/test.py``), ImageNet ones the
 backbone alone (for ``model.backbone.init_cfg``). The output is written
-atomically and loads with ``torch.load(weights_only=True)``.
+atomically and loads with ``torch.load(weights_only=True)``. With
+--momentum it also holds the checkpoint's ``/Momentum`` slots, which
+``tools/train.py CONFIG --cfg-options load_from=OUT.pth load_momentum=True``
+puts into the optimizer, as TF's fine-tuning restores them.
 
 --zoo NAME: a row of TF DeepLab's model zoo (--list shows them, with TF's
 published mIoU): downloads its tarball into the cache (~/.cache/deeplabplus_mm
@@ -75,6 +79,11 @@ def parse_args(argv=None):
         action='store_true',
         help='keep logits channel 0 of 151-class (ADE20K) checkpoints '
         'instead of dropping it for mmseg\'s 150-class ADE20K')
+    parser.add_argument(
+        '--momentum',
+        action='store_true',
+        help='also carry the /Momentum slots (TF\'s momentum accumulators) '
+        'for training with load_momentum=True')
     args = parser.parse_args(argv)
     if args.list:
         return args
@@ -158,7 +167,8 @@ def main(argv=None):
             meta = conv.convert_checkpoint(
                 reader, args.out, config=args.config,
                 keep_background_class=args.keep_background_class,
-                configs_dir=osp.join(REPO, 'configs'), progress=_Progress())
+                configs_dir=osp.join(REPO, 'configs'), progress=_Progress(),
+                momentum=args.momentum)
     except (conv.TFCheckpointError, conv.ConversionError) as e:
         sys.exit(f'error: {args.src}: {e}')
     kind = 'DeepLab segmentor' if meta['segmentor'] else 'ImageNet backbone'
@@ -179,6 +189,10 @@ def main(argv=None):
                          f'{" ..." if len(others) > 5 else ""}')
         print(f'ignored {len(meta["ignored"])} TF variables: '
               f'{"; ".join(parts)}')
+    if meta['momentum'] is not None:
+        print(f'carried {meta["momentum"]} /Momentum slots (tf_momentum); '
+              f'fine-tune with --cfg-options load_from={args.out} '
+              'load_momentum=True')
     if meta['skipped']:
         print(f'skipped non-numeric entries: {", ".join(meta["skipped"])}')
     if meta['segmentor'] and meta['num_classes'] != meta[

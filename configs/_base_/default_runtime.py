@@ -13,7 +13,13 @@ visualizer = dict(
     type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(by_epoch=False)
 log_level = 'INFO'
+# load_from restores a checkpoint's model weights and BN statistics only
+# (not its optimizer state, iteration or schedule position); with
+# load_momentum = True, LoadMomentumHook also puts the TF momentum of a
+# checkpoint converted with tools/convert_tf_checkpoint.py --momentum into
+# the optimizer, as TF DeepLab's fine-tuning restores it.
 load_from = None
+load_momentum = False
 resume = False
 # tta_model: in the dataset configs (configs/_base_/datasets/), next to
 # tta_pipeline, with each data set's model-zoo evaluation protocol.
@@ -33,5 +39,7 @@ custom_hooks = [
     dict(type='FastInferenceHook', fuse_conv_bn=True, channels_last=True),
     # Training in channels_last where the config sets train_channels_last.
     dict(type='ChannelsLastTrainingHook'),
+    # TF's momentum from load_from when the config sets load_momentum.
+    dict(type='LoadMomentumHook'),
     dict(type='FiniteLossHook'),
 ]

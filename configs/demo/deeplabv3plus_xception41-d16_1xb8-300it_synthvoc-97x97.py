@@ -92,7 +92,7 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, begin=0, end=30, by_epoch=False),
     dict(
-        type='PolyLR',
+        type='TFPolyLR',
         eta_min=0.0,
         power=0.9,
         begin=30,

@@ -29,7 +29,7 @@ def write_demo_config(path: str, base_config: str, data_root: str,
         cfg['param_scheduler'] = [
             dict(type='LinearLR', start_factor=0.1, begin=0, end=warmup,
                  by_epoch=False),
-            dict(type='PolyLR', eta_min=0.0, power=0.9, begin=warmup,
+            dict(type='TFPolyLR', eta_min=0.0, power=0.9, begin=warmup,
                  end=iters, by_epoch=False)
         ]
         cfg['train_cfg'] = dict(max_iters=iters, val_interval=every)

@@ -183,22 +183,6 @@ def expected_from_config(model: dict,
     return state_shapes(convs)
 
 
-def tf_variables(model: dict) -> Dict[str, tuple]:
-    """TF variable name -> TF shape of a config's segmentor: the model
-    variables a TF DeepLab checkpoint for it holds (no optimizer slots, no
-    ``global_step``), computed from :mod:`deeplabplus_mm.archs` through the
-    name tables (the model is not built)."""
-    head = (model.get('decode_head') or {}).get('type')
-    info = CheckpointInfo('', '', {}, head, None, False)
-    namer = _Namer(info, segmentor=True, model=model)
-    found = {}
-    for key, shape in expected_from_config(model, info).items():
-        name = namer.tf_name(key)
-        if name is not None:
-            found[name] = tf_shape(name, shape)
-    return found
-
-
 def expected_state_shapes(model) -> Dict[str, tuple]:
     """``state_dict`` key -> shape of a built model."""
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -414,12 +398,15 @@ def plan(shapes: Dict[str, tuple],
     return entries, sorted(ignored)
 
 
-def read_entry(entry: Entry, read: Callable[[str], np.ndarray]
-               ) -> np.ndarray:
-    """The value of one entry, in torch's layout (a new array)."""
+def read_entry(entry: Entry, read: Callable[[str], np.ndarray],
+               slot: Optional[str] = None) -> np.ndarray:
+    """The value of one entry, or of its optimizer ``slot`` (TF's
+    ``<variable>/<slot>``, e.g. ``'Momentum'``), in torch's layout (a new
+    array)."""
     if entry.tf_name is None:
         return np.zeros((), np.int64)
-    value = to_torch_layout(entry.tf_name, read(entry.tf_name))
+    name = entry.tf_name if slot is None else f'{entry.tf_name}/{slot}'
+    value = to_torch_layout(entry.tf_name, read(name))
     if entry.drop_first:
         value = value[1:]
     return np.require(value, requirements='C')
@@ -480,8 +467,8 @@ def convert_checkpoint(reader,
                        config: Optional[str] = None,
                        keep_background_class: bool = False,
                        configs_dir: str = DEFAULT_CONFIGS_DIR,
-                       progress: Optional[Callable[[int, int], None]] = None
-                       ) -> dict:
+                       progress: Optional[Callable[[int, int], None]] = None,
+                       momentum: bool = False) -> dict:
     """Convert an open checkpoint into a ``.pth`` file (torch's format,
     written without torch, atomically: ``out + '.tmp'`` then renamed).
 
@@ -495,12 +482,21 @@ def convert_checkpoint(reader,
             checkpoints instead of dropping it.
         configs_dir: where suggested configs are looked up.
         progress: called with (tensors written so far, tensors to write).
+        momentum: also write the ``/Momentum`` slots (TF's momentum
+            accumulators, in torch's layout) of the converted variables as
+            ``tf_momentum`` (``state_dict`` key -> tensor), for
+            ``load_momentum = True`` (:class:`~deeplabplus_mm.engine.
+            LoadMomentumHook`); variables without a slot start from 0 as in
+            TF.
 
     Returns:
-        dict: the ``meta`` saved with the ``state_dict`` (plain data).
+        dict: the ``meta`` saved with the ``state_dict`` (plain data);
+        ``momentum`` holds the number of slots written (None without
+        ``momentum``).
 
     Raises:
-        ConversionError: see :func:`inspect_variables` and :func:`plan`.
+        ConversionError: see :func:`inspect_variables` and :func:`plan`;
+            ``momentum`` for a checkpoint without ``/Momentum`` slots.
         TFCheckpointError: a corrupt tensor (crc mismatch...).
     """
     from .torch_format import TorchFileWriter
@@ -523,6 +519,14 @@ def convert_checkpoint(reader,
     if info.has_head:
         head_classes = next(e.shape[0] for e in entries
                             if e.key == 'decode_head.conv_seg.bias')
+    slots = [e for e in entries
+             if e.tf_name is not None and f'{e.tf_name}/Momentum' in shapes]
+    if momentum and not slots:
+        raise ConversionError('no /Momentum slots of the converted '
+                              'variables in the checkpoint (--momentum)')
+    if momentum:
+        carried = {f'{e.tf_name}/Momentum' for e in slots}
+        ignored = [name for name in ignored if name not in carried]
     step = reader.get('global_step') if 'global_step' in shapes else None
     meta = dict(
         source=reader.prefix,
@@ -536,18 +540,28 @@ def convert_checkpoint(reader,
         tf_num_classes=info.num_classes,
         global_step=None if step is None else int(step),
         ignored=ignored,
-        skipped=list(reader.skipped))
+        skipped=list(reader.skipped),
+        momentum=len(slots) if momentum else None)
     tmp = f'{out}.tmp'
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     try:
         with TorchFileWriter(tmp) as writer:
             state_dict = {}
+            total = len(entries) + (len(slots) if momentum else 0)
             for i, entry in enumerate(entries):
                 state_dict[entry.key] = writer.add_tensor(
                     read_entry(entry, reader.get))
                 if progress is not None:
-                    progress(i + 1, len(entries))
-            writer.finish(dict(state_dict=state_dict, meta=meta))
+                    progress(i + 1, total)
+            content = dict(state_dict=state_dict, meta=meta)
+            if momentum:
+                content['tf_momentum'] = {}
+                for i, entry in enumerate(slots):
+                    content['tf_momentum'][entry.key] = writer.add_tensor(
+                        read_entry(entry, reader.get, 'Momentum'))
+                    if progress is not None:
+                        progress(len(entries) + i + 1, total)
+            writer.finish(content)
         os.replace(tmp, out)
     finally:
         if osp.exists(tmp):
@@ -580,6 +594,24 @@ def map_scope(scope: str,
         found = nt.HEADS[head].to_torch(scope) if segmentor else None
         prefix = 'decode_head.'
     return None if found is None else prefix + found[0]
+
+
+def tf_variable_names(model: dict) -> Dict[str, Optional[str]]:
+    """``state_dict`` key -> TF variable name (None for
+    ``num_batches_tracked``) of a config's segmentor ``model`` (a dict),
+    through the name tables; the model is not built."""
+    namer = _Namer(None, True, model)
+    return {key: namer.tf_name(key)
+            for key in state_shapes(model_convs(model))}
+
+
+def tf_variables(model: dict) -> Dict[str, tuple]:
+    """TF variable name -> TF shape of a config's segmentor: the model
+    variables a TF DeepLab checkpoint for it holds (no optimizer slots, no
+    ``global_step``); the model is not built."""
+    shapes = state_shapes(model_convs(model))
+    return {name: tf_shape(name, shapes[key])
+            for key, name in tf_variable_names(model).items() if name}
 
 
 def map_name(tf_name: str,

@@ -10,15 +10,19 @@ from .distributed import (CPUDistributedDataParallel, CPUSyncBatchNorm,
                           finish_launcher, run_main, setup_launcher)
 from .fast_inference_hook import FastInferenceHook
 from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
+from .load_momentum_hook import LoadMomentumHook, load_momentum
 from .random_state_hook import RandomStateHook
 from .restart import restart_count, resume_after_restart
+from .tf_optim_constructor import TFOptimWrapperConstructor
+from .tf_poly_lr import TFPolyLR
 
 __all__ = [
     'AtomicCheckpointHook', 'CPUAmpOptimWrapper', 'ChannelsLastTrainingHook',
     'CPUDistributedDataParallel', 'CPUSyncBatchNorm', 'CheckpointSaveError',
-    'FastInferenceHook', 'FiniteLossHook', 'NonFiniteLossError',
-    'RandomStateHook', 'cache_config_formatting', 'finish_launcher',
-    'register_safe_checkpoints', 'restart_count', 'resume_after_restart',
-    'run_main', 'setup_launcher', 'train_channels_last',
-    'use_atomic_checkpoints'
+    'FastInferenceHook', 'FiniteLossHook', 'LoadMomentumHook',
+    'NonFiniteLossError', 'RandomStateHook', 'TFOptimWrapperConstructor',
+    'TFPolyLR', 'cache_config_formatting', 'finish_launcher',
+    'load_momentum', 'register_safe_checkpoints', 'restart_count',
+    'resume_after_restart', 'run_main', 'setup_launcher',
+    'train_channels_last', 'use_atomic_checkpoints'
 ]

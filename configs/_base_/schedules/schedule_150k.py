@@ -2,7 +2,7 @@
 _base_ = './schedule_30k.py'
 param_scheduler = [
     dict(
-        type='PolyLR',
+        type='TFPolyLR',
         eta_min=0.0,
         power=0.9,
         begin=0,
