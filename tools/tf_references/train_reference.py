@@ -1,12 +1,12 @@
 """Make a compact TF training reference: three steps of TF DeepLab's own
-``train.py`` for one model-zoo family (tests/data/tf_train/<case>/).
+``train.py`` for one model-zoo family (tests/tf_train/<case>/).
 
 Runs with TensorFlow (2.15, ``tf.compat.v1`` graph mode) + tf_slim 1.1 in
 an interpreter of its own; the project never imports TensorFlow::
 
     TF_PY=/path/to/tf-venv/bin/python
     $TF_PY tools/tf_references/train_reference.py CASE \
-        --tf-code DIR [--out tests/data/tf_train/CASE]
+        --tf-code DIR [--out tests/tf_train/CASE]
 
 ``--tf-code`` holds tensorflow/models' ``research/deeplab`` as ``deeplab/``,
 ``research/slim``'s ``nets/`` and ``deployment/``, with the imports ported
@@ -43,6 +43,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,7 +100,7 @@ CASES = {
          '--dataset=cityscapes'], 19, 255),
 }
 TRAIN_FLAGS = [
-    '--train_batch_size=2', f'--train_crop_size={CROP},{CROP}',
+    '--train_batch_size=2',
     '--base_learning_rate=0.007', '--training_number_of_steps=10',
     '--learning_policy=poly', '--learning_power=0.9', '--momentum=0.9',
     '--weight_decay=0.00004', '--fine_tune_batch_norm=true',
@@ -113,9 +114,14 @@ def parse_args():
     parser.add_argument('case', choices=sorted(CASES))
     parser.add_argument('--tf-code', required=True,
                         help='folder with deeplab/, nets/, deployment/')
-    parser.add_argument('--out', help='default: tests/data/tf_train/CASE')
+    parser.add_argument('--out', help='default: tests/tf_train/CASE')
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2],
                         help='intra-op thread counts; the first is stored')
+    parser.add_argument(
+        '--onednn-off-run', action='store_true',
+        help='also compare with a run in a child process with oneDNN off '
+        '(TF_ENABLE_ONEDNN_OPTS=0: Eigen kernels instead of oneDNN\'s)')
+    parser.add_argument('--dump', help=argparse.SUPPRESS)  # the child's
     parser.add_argument(
         '--check-against',
         help='a folder like shared/tf_deeplab/mobilenetv2_train: compare '
@@ -154,10 +160,10 @@ def _ancestor_variables(tensor, var_types):
     return found
 
 
-def build(case, tf_code, batch_folder=None):
+def build(case, tf_code, batch_folder=None, crop=CROP, batch=None):
     """The graph of train.main() for CASE; returns the tensors it needs.
-    The batch: tf_values.make_batch, or image_{0,1}.png / label_{0,1}.png
-    of ``batch_folder``."""
+    The batch: ``batch`` (images, labels), image_{0,1}.png /
+    label_{0,1}.png of ``batch_folder``, or tf_values.make_batch."""
     import tensorflow.compat.v1 as tf
     from deeplab import common, model, train
     from deeplab.core import dense_prediction_cell
@@ -166,7 +172,8 @@ def build(case, tf_code, batch_folder=None):
     slim = train.slim
 
     _, _, case_flags, num_classes, ignore = CASES[case]
-    argv = TRAIN_FLAGS + [f.format(tf_code=tf_code) for f in case_flags]
+    argv = TRAIN_FLAGS + [f'--train_crop_size={crop},{crop}'] + [
+        f.format(tf_code=tf_code) for f in case_flags]
     train.FLAGS(['train.py'] + argv)
     FLAGS = train.FLAGS
     dropout_calls = []
@@ -174,7 +181,8 @@ def build(case, tf_code, batch_folder=None):
     dense_prediction_cell.slim = _NoDropout(dense_prediction_cell.slim,
                                             dropout_calls)
 
-    images, labels = tf_values.make_batch(CROP, num_classes, ignore)
+    images, labels = batch or tf_values.make_batch(crop, num_classes,
+                                                   ignore)
     if batch_folder:
         import numpy as np
         from PIL import Image
@@ -273,12 +281,15 @@ def run(g, threads):
                                     inter_op_parallelism_threads=1)
     with tf.Session(graph=g['graph'], config=session_config) as sess:
         sess.run(g['init'])
-        init = {}
-        for var in g['model_vars']:
-            name = var.op.name
-            init[name] = tf_values.train_variable_value(
-                name, var.shape.as_list())
-            var.load(init[name], sess)
+        init = {v.op.name: tf_values.train_variable_value(
+            v.op.name, v.shape.as_list()) for v in g['model_vars']}
+        # one run (Variable.load per variable: one graph pruning each)
+        sess.run([v.initializer for v in g['model_vars']],
+                 {v.initializer.inputs[1]: init[v.op.name]
+                  for v in g['model_vars']})
+        values = sess.run(g['model_vars'])
+        assert all(np.array_equal(x, init[v.op.name])
+                   for v, x in zip(g['model_vars'], values))
         assert sess.run(g['global_step']) == 0
         steps, after = [], {}
         for step in range(1, STEPS + 1):
@@ -380,17 +391,23 @@ def _tf215_shims():
             setattr(ops, name, getattr(tf, name))
 
 
-def main():
-    args = parse_args()
+def setup_tf(tf_code):
+    """TensorFlow in graph mode, with the official code importable."""
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    tf_code = osp.abspath(args.tf_code)
-    sys.path.insert(0, tf_code)
-    import numpy as np
+    sys.path.insert(0, osp.abspath(tf_code))
     import tensorflow.compat.v1 as tf
     _tf215_shims()
-    import tf_slim
     tf.disable_v2_behavior()
     tf.logging.set_verbosity(tf.logging.ERROR)
+    return tf
+
+
+def main():
+    args = parse_args()
+    tf_code = osp.abspath(args.tf_code)
+    tf = setup_tf(tf_code)
+    import numpy as np
+    import tf_slim
 
     g = build(args.case, tf_code, args.check_against)
     runs = []
@@ -405,12 +422,32 @@ def main():
     if args.check_against:
         check_against(init, steps, after, args.check_against)
         return
+    if args.dump:
+        np.savez(args.dump, steps=json.dumps(steps), **{
+            f'{n}|{k}': v for k, vs in after.items() for n, v in vs.items()})
+        return
+    ce = [s['cross_entropy'] for s in steps]
     self_agreement = {
         f'intra_op_threads {args.threads[0]} vs {threads}': agreement(
-            init, after, run_b[2], [s['cross_entropy'] for s in steps],
+            init, after, run_b[2], ce,
             [s['cross_entropy'] for s in run_b[1]])
         for threads, run_b in zip(args.threads[1:], runs[1:])
     }
+    if args.onednn_off_run:
+        with tempfile.TemporaryDirectory() as tmp:
+            dump = osp.join(tmp, 'run.npz')
+            subprocess.run(
+                [sys.executable, __file__, args.case, '--tf-code', tf_code,
+                 '--threads', str(args.threads[0]), '--dump', dump],
+                env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS='0'), check=True)
+            with np.load(dump) as npz:
+                other = {k: {n: npz[f'{n}|{k}'] for n in init}
+                         for k in SAVE_AFTER}
+                other_ce = [s['cross_entropy']
+                            for s in json.loads(str(npz['steps']))]
+        self_agreement['oneDNN on vs off (TF_ENABLE_ONEDNN_OPTS=0), '
+                       f'intra_op_threads {args.threads[0]}'] = agreement(
+                           init, after, other, ce, other_ce)
     for key, value in self_agreement.items():
         print(f'TF against itself ({key}): median {value["median_relative"]:.2e}, '
               f'max {value["max_relative"]:.2e} relative, '
@@ -473,11 +510,12 @@ def main():
                       tf_slim=getattr(tf_slim, '__version__', '1.1.0'),
                       numpy=np.__version__),
         variables=variables)
-    out = args.out or osp.join(REPO, 'tests', 'data', 'tf_train', args.case)
+    out = args.out or osp.join(REPO, 'tests', 'tf_train', args.case)
     os.makedirs(out, exist_ok=True)
     with tempfile.NamedTemporaryFile('wb', dir=out, suffix='.npz',
                                      delete=False) as f:
         np.savez_compressed(f, **updates)
+    os.chmod(f.name, 0o644)
     os.replace(f.name, osp.join(out, 'updates.npz'))
     with open(osp.join(out, 'reference.json'), 'w') as f:
         json.dump(reference, f, indent=1, sort_keys=True)
