@@ -152,6 +152,8 @@ def read_log(work_dir):
 
 
 def to_tf_layout(name, value):
+    """Our conv ``[cout, cin, kh, kw]`` / depthwise ``[c, 1, kh, kw]`` in
+    TF's ``[kh, kw, cin, cout]`` / ``[kh, kw, c, 1]``."""
     if name.endswith('/depthwise_weights'):
         return value.transpose(2, 3, 0, 1)
     if name.endswith('/weights'):
@@ -194,6 +196,7 @@ def compare(ref, work_dir, init, info):
             norm_ref = var['update_norm'][str(step)]
             norm = float(np.linalg.norm(update))
             norm_err = abs(norm - norm_ref)
+            # in ulps of the weight per sqrt(size): n elements' rounding
             norm_ulps = norm_err / float(np.spacing(np.float32(
                 np.max(np.abs(after))))) / max(1.0, np.sqrt(update.size))
             rels.append(min(rel, 1.0))
