@@ -6,6 +6,9 @@ must move every weight and moving statistic as TF did (tests/tf_train_refs.py
 says how, and the tolerances). The references live in the repository, so
 these tests need neither TensorFlow nor ../shared.
 """
+import json
+import sys
+
 import pytest
 
 import tf_train_refs as tp
@@ -49,3 +52,27 @@ def test_three_steps_move_every_weight_as_tensorflow(case, tmp_path):
     assert not report, (
         f'{case}: {len(failures)} of {summary["tensor_steps"]} tensor-steps '
         f'differ from TF:\n' + '\n'.join(report[:40]))
+
+
+def test_speed_benchmark_needs_tensorflow_and_its_code(tmp_path):
+    """tools/benchmarks/vs_tf.py (run with TensorFlow: docs/benchmarks.md,
+    section 9) names what is missing before it measures anything."""
+    from conftest import run_tool
+    out = run_tool('tools/benchmarks/vs_tf.py', '--tf-python',
+                   str(tmp_path / 'python'), '--tf-code', str(tmp_path),
+                   check=False)
+    assert out.returncode == 1
+    assert out.stdout.strip().endswith(
+        f'error: --tf-python {tmp_path / "python"}: no such interpreter')
+    out = run_tool('tools/benchmarks/vs_tf.py', '--tf-python', sys.executable,
+                   '--tf-code', str(tmp_path), check=False)
+    assert out.returncode == 1
+    assert out.stdout.strip().endswith(
+        f'error: --tf-code {tmp_path}: no deeplab/model.py '
+        '(tensorflow/models research/deeplab) in it')
+    # our side's child, as the benchmark runs it (TensorFlow's needs TF)
+    spec = '{"kind": "ours", "mode": "eval", "size": 65, "batch": 2, ' \
+           '"threads": 1, "steps": 1}'
+    out = run_tool('tools/benchmarks/vs_tf.py', '--child', spec).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert len(result['seconds']) == 1 and result['seconds'][0] > 0
