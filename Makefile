@@ -24,6 +24,7 @@ $(STAMP): $(REQS)
 	$(MMCV_ENV) $(PIP) install --no-build-isolation --no-deps \
 		-r requirements/mmcv.txt
 	$(PIP) install --no-deps -r requirements/openmmlab.txt
+	$(PIP) install --no-deps -r requirements/mim.txt
 	$(PIP) install --no-deps --no-build-isolation -e .
 	$(PIP) install -r requirements/onnx.txt
 	$(PY) -c "import mmcv.ops, mmseg.utils, deeplabplus_mm"

@@ -22,6 +22,12 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.8',
     packages=find_packages(include=['deeplabplus_mm', 'deeplabplus_mm.*']),
+    # OpenMMLab's tools (mim, mmengine's inferencers) look for the model
+    # index, configs and tools in <package>/.mim: links to the repository's
+    # folders in a checkout, copies in a wheel.
+    package_data={'deeplabplus_mm': ['.mim/model-index.yml',
+                                     '.mim/configs/**/*',
+                                     '.mim/tools/**/*']},
     # Loose on purpose: torch and mmcv must match the user's CUDA, so they
     # are installed first (README, "Manual install"); `make` pins the rest.
     install_requires=[

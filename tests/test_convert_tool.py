@@ -1,6 +1,8 @@
 """tools/convert_tf_checkpoint.py end to end, on TF-format checkpoints
-written by the test (tensor-bundle V2, from shared/tf_deeplab/weights.py
-values, with global_step and Momentum slots like the real zoo files)."""
+written by the test (tensor-bundle V2; TF's names generated from the official
+rules by tests/tf_names.py, name-seeded values, with global_step and Momentum
+slots like the real zoo files). Only the comparison with TensorFlow's own
+predictions needs the references (shared/tf_deeplab)."""
 import os
 import os.path as osp
 import re
@@ -22,27 +24,15 @@ ADE_CONFIG = ('configs/deeplabv3plus/'
               'deeplabv3plus_xception65-d16_4xb4-150k_ade20k-513x513.py')
 
 
-def _with_slots(tf_weights, table):
-    tensors = {'global_step': tf_weights.variable_value('global_step', ())}
-    for name, shape, dtype, trainable in table:
-        tensors[name] = tf_weights.variable_value(name, shape, dtype)
-        if trainable:
-            tensors[name + '/Momentum'] = tf_weights.variable_value(
-                name + '/Momentum', shape, dtype)
-    return tensors
+# The zoo's xception_65 VOC model: the variables TF creates for it.
+DEEPLAB_NAMES = tf_names.xception_deeplabv3plus(65)
 
 
 @pytest.fixture(scope='module')
-def deeplab_table(tf_refs, tf_weights):
-    return tf_weights.read_variables_tsv(
-        osp.join(tf_refs, 'xception65_os16', 'variables.tsv'))
-
-
-@pytest.fixture(scope='module')
-def deeplab_ckpt(tmp_path_factory, tf_weights, deeplab_table):
+def deeplab_ckpt(tmp_path_factory):
     prefix = str(tmp_path_factory.mktemp('zoo') / 'train' / 'model.ckpt')
     os.makedirs(osp.dirname(prefix))
-    write_checkpoint(prefix, _with_slots(tf_weights, deeplab_table))
+    write_checkpoint(prefix, tf_names.values(DEEPLAB_NAMES, step=30000))
     return prefix
 
 
@@ -77,8 +67,7 @@ def _tf_labelled_voc(root, tf_refs, case='xception65_os16'):
     return root
 
 
-def test_deeplab_checkpoint_to_test_py(tmp_path, deeplab_ckpt, tf_weights,
-                                       tf_refs):
+def test_deeplab_checkpoint_converts(tmp_path, deeplab_ckpt):
     out = tmp_path / 'x65_voc.pth'
     log = convert_cli(deeplab_ckpt, out).stdout
     assert 'xception_65 DeepLab segmentor' in log
@@ -91,17 +80,28 @@ def test_deeplab_checkpoint_to_test_py(tmp_path, deeplab_ckpt, tf_weights,
     sd = ckpt['state_dict']
     name = ('xception_65/middle_flow/block1/unit_7/xception_module/'
             'separable_conv2_depthwise/depthwise_weights')
-    want = tf_weights.variable_value(name, (3, 3, 728, 1)).transpose(
-        2, 3, 0, 1)
+    want = tf_names.value(name, (3, 3, 728, 1)).transpose(2, 3, 0, 1)
     got = sd['backbone.middle_flow.block1.unit_7.separable_conv2.'
              'depthwise_conv.conv.weight']
     assert np.array_equal(got.numpy(), want)
     assert torch.equal(sd['decode_head.conv_seg.bias'], torch.from_numpy(
-        tf_weights.variable_value('logits/semantic/biases', (21, ))))
-    # tools/test.py with the zoo config and the converted checkpoint
-    # predicts exactly what TensorFlow predicts on the references' images
-    # (evaluated, as they were made, without the zoo's padding to 513):
-    # 100 % mIoU against TF's labels, which a wrong conversion cannot give.
+        tf_names.value('logits/semantic/biases', (21, ))))
+    _loads_into(ZOO_CONFIG, sd)
+
+
+def test_deeplab_checkpoint_to_test_py(tmp_path, tf_refs, tf_weights):
+    """A checkpoint of the references' values (weights.py), converted by the
+    tool: tools/test.py with the zoo config predicts exactly what TensorFlow
+    predicts on the references' images (evaluated, as they were made,
+    without the zoo's padding to 513): 100 % mIoU against TF's labels,
+    which a wrong conversion cannot give."""
+    table = tf_weights.read_variables_tsv(
+        osp.join(tf_refs, 'xception65_os16', 'variables.tsv'))
+    tensors = {name: tf_weights.variable_value(name, shape, dtype)
+               for name, shape, dtype, _ in table}
+    write_checkpoint(str(tmp_path / 'model.ckpt'), tensors)
+    out = tmp_path / 'x65_voc.pth'
+    convert_cli(tmp_path / 'model.ckpt', out)
     data = _tf_labelled_voc(str(tmp_path / 'tfvoc'), tf_refs)
     log = run_tool(
         'tools/test.py', ZOO_CONFIG, str(out), '--work-dir',
@@ -134,18 +134,10 @@ def test_tar_gz_and_folder_sources(tmp_path, deeplab_ckpt):
     assert not list(tmp_path.glob('**/*.tmp'))  # nothing left over
 
 
-def test_imagenet_checkpoint_initialises_backbone(tmp_path, tf_weights,
-                                                  deeplab_table):
+def test_imagenet_checkpoint_initialises_backbone(tmp_path):
     """An xception_41 classifier checkpoint (backbone + 1001-way logits)
     becomes a backbone state_dict that init_cfg=Pretrained loads."""
-    tensors = {'global_step': np.asarray(5, np.int64)}
-    for name, shape, dtype, _ in deeplab_table:
-        unit = re.search(r'middle_flow/block1/unit_(\d+)/', name)
-        if not name.startswith('xception_65/') or (unit and
-                                                   int(unit.group(1)) > 8):
-            continue
-        name = name.replace('xception_65/', 'xception_41/')
-        tensors[name] = tf_weights.variable_value(name, shape, dtype)
+    tensors = tf_names.values(tf_names.xception(41), step=5, momentum=False)
     tensors['xception_41/logits/weights'] = np.zeros((1, 1, 2048, 1001),
                                                      np.float32)
     tensors['xception_41/logits/biases'] = np.zeros(1001, np.float32)
@@ -170,13 +162,11 @@ def test_imagenet_checkpoint_initialises_backbone(tmp_path, tf_weights,
 
 
 @pytest.fixture(scope='module')
-def ade_ckpt(tmp_path_factory, tf_weights, deeplab_table):
+def ade_ckpt(tmp_path_factory):
     """The xception65 checkpoint with TF ADE20K's 151-class logits."""
-    tensors = {}
-    for name, shape, dtype, _ in deeplab_table:
-        if name.startswith('logits/semantic/'):
-            shape = shape[:-1] + (151, )
-        tensors[name] = tf_weights.variable_value(name, shape, dtype)
+    tensors = tf_names.values(tf_names.xception_deeplabv3plus(65, 151),
+                              momentum=False)
+    del tensors['global_step']
     prefix = str(tmp_path_factory.mktemp('ade') / 'model.ckpt')
     write_checkpoint(prefix, tensors)
     return prefix, tensors
@@ -300,12 +290,8 @@ def test_checkpoint_that_does_not_fit_the_config(tmp_path, deeplab_ckpt,
 
 
 @pytest.mark.parametrize('damage', ['missing', 'shape', 'crc'])
-def test_bad_checkpoints_fail_clearly(tmp_path, tf_weights, deeplab_table,
-                                      damage):
-    tensors = {
-        name: tf_weights.variable_value(name, shape, dtype)
-        for name, shape, dtype, _ in deeplab_table
-    }
+def test_bad_checkpoints_fail_clearly(tmp_path, damage):
+    tensors = tf_names.values(DEEPLAB_NAMES, momentum=False)
     victim = 'xception_65/exit_flow/block1/unit_1/xception_module/shortcut/weights'
     if damage == 'missing':
         del tensors[victim]
@@ -342,15 +328,11 @@ def test_generated_names_are_tensorflows(tf_refs, tf_weights):
     for case, names in [
         ('mobilenetv2_os16', tf_names.mobilenet_v2(1.0) +
          tf_names.image_pooling_aspp0(320) + tf_names.logits(21)),
-        ('xception65_os16', tf_names.xception(65)),
+        ('xception65_os16', DEEPLAB_NAMES),
     ]:
         table = tf_weights.read_variables_tsv(
             osp.join(tf_refs, case, 'variables.tsv'))
-        real = {n: tuple(s) for n, s, _, _ in table}
-        if case.startswith('xception'):
-            real = {n: s for n, s in real.items()
-                    if n.startswith('xception_65/')}
-        assert dict(names) == real
+        assert dict(names) == {n: tuple(s) for n, s, _, _ in table}
 
 
 ZOO_VARIANTS = {
@@ -378,17 +360,16 @@ ZOO_VARIANTS = {
 
 
 @pytest.mark.parametrize('zoo_name', sorted(ZOO_VARIANTS))
-def test_zoo_variant_converts_into_its_config(tmp_path, tf_weights,
-                                             zoo_name):
+def test_zoo_variant_converts_into_its_config(tmp_path, zoo_name):
     names, config, classes = ZOO_VARIANTS[zoo_name]
-    tensors = tf_names.values(tf_weights, names)
+    tensors = tf_names.values(names)
     write_checkpoint(str(tmp_path / 'model.ckpt'), tensors)
     out = tmp_path / f'{zoo_name}.pth'
     log = convert_cli(tmp_path, out).stdout
     assert f'config: {config}' in log
     assert f'classes: {classes}' in log
     # every TF variable is used: nothing but the slots and the step ignored
-    assert f'ignored {len(names) + 1} TF variables' in log
+    assert f'ignored {len(tensors) - len(names)} TF variables' in log
     sd = torch.load(out)['state_dict']
     _loads_into(config, sd)
     # the d8 evaluation config (where the zoo evaluates at OS 8) takes the
@@ -409,8 +390,7 @@ def test_zoo_variant_converts_into_its_config(tmp_path, tf_weights,
                           bias[len(bias) - classes:])
 
 
-def test_slim_mobilenet_v2_imagenet_initialises_backbone(tmp_path,
-                                                        tf_weights):
+def test_slim_mobilenet_v2_imagenet_initialises_backbone(tmp_path):
     """slim's mobilenet_v2_1.0_224 (backbone + the 1280-channel Conv_1 and
     the 1001-way logits, which DeepLab does not build) becomes a backbone
     state_dict that init_cfg=Pretrained loads."""
@@ -419,7 +399,7 @@ def test_slim_mobilenet_v2_imagenet_initialises_backbone(tmp_path,
             ('MobilenetV2/Logits/Conv2d_1c_1x1/weights', (1, 1, 1280, 1001)),
             ('MobilenetV2/Logits/Conv2d_1c_1x1/biases', (1001, ))]
     write_checkpoint(str(tmp_path / 'model.ckpt'),
-                     tf_names.values(tf_weights, names))
+                     tf_names.values(names))
     out = tmp_path / 'mobilenetv2_imagenet.pth'
     log = convert_cli(tmp_path, out).stdout
     assert 'mobilenet_v2 ImageNet backbone, 306 tensors' in log
@@ -436,3 +416,109 @@ def test_slim_mobilenet_v2_imagenet_initialises_backbone(tmp_path,
     own = backbone.state_dict()
     assert own.keys() == sd.keys()
     assert all(torch.equal(own[k], sd[k]) for k in sd)
+
+
+IMAGENET_FAMILIES = {
+    # TF family: (algorithm, backbone) of its shipped VOC-aug OS 16 config
+    'xception_41': ('deeplabv3plus', 'xception41'),
+    'xception_65': ('deeplabv3plus', 'xception65'),
+    'xception_71': ('deeplabv3plus', 'xception71'),
+    'mobilenet_v2': ('deeplabv3', 'mobilenetv2'),
+    'mobilenet_v2_dm05': ('deeplabv3', 'mobilenetv2-dm05'),
+}
+
+
+@pytest.mark.parametrize('family', sorted(IMAGENET_FAMILIES))
+def test_imagenet_checkpoint_initialises_shipped_config(tmp_path, synth_voc,
+                                                        family):
+    """An ImageNet classifier checkpoint of each backbone family (TF names
+    from the official rules, name-seeded values: no references needed) ->
+    tools/convert_tf_checkpoint.py -> one iteration of tools/train.py with
+    the family's shipped config (small crop, the converted file as the
+    backbone's init_cfg, learning rate 0 and BN statistics frozen, so that
+    the saved weights are the initial ones): every backbone tensor is the
+    converted one, nothing else is in the file, and the model's only
+    tensors not from it are the head's. (The dm 0.5 configs ship with
+    init_cfg=None: no ImageNet checkpoint with DeepLab's dm 0.5 rounding is
+    published; one with those shapes loads as well.) The two tests above
+    check the loading in-process, for Xception-41 and MobileNetV2 1.0."""
+    algo, backbone = IMAGENET_FAMILIES[family]
+    config = (f'configs/{algo}/{algo}_{backbone}-d16_4xb4-30k_voc12aug-'
+              '513x513.py')
+    if family.startswith('xception'):
+        names = tf_names.xception(int(family[-2:]))
+    else:
+        names = tf_names.mobilenet_v2(0.5 if family.endswith('dm05') else
+                                      1.0)
+    scope = family.replace('_dm05', '')
+    extra = tf_names.imagenet_classifier(scope)
+    tensors = tf_names.values(names + extra, momentum=False)
+    write_checkpoint(str(tmp_path / 'model.ckpt'), tensors)
+    out = tmp_path / f'{family}_imagenet.pth'
+    log = convert_cli(tmp_path / 'model.ckpt', out).stdout
+    assert 'ImageNet backbone' in log and 'init_cfg' in log
+    converted = torch.load(out)['state_dict']
+    assert len(converted) >= len(names)  # + BN's num_batches_tracked
+
+    cfg = tmp_path / 'imagenet_init.py'
+    cfg.write_text(textwrap.dedent(f"""\
+        _base_ = [{osp.join(REPO, config)!r}]
+        crop_size = (65, 65)
+        data_root = {synth_voc!r}
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadVOCAnnotations', num_classes=21),
+            dict(type='TFRandomScale', crop_size=crop_size),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='PackSegInputs')
+        ]
+        voc = dict(data_root=data_root, data_prefix=dict(
+            img_path='JPEGImages', seg_map_path='SegmentationClass'))
+        train_dataloader = dict(
+            batch_size=2, num_workers=0, persistent_workers=False,
+            dataset=dict(ann_file='ImageSets/Segmentation/train.txt',
+                         pipeline=train_pipeline, **voc))
+        val_dataloader = val_cfg = val_evaluator = None  # training only
+        model = dict(
+            data_preprocessor=dict(size=crop_size),
+            backbone=dict(norm_eval=True, init_cfg=dict(
+                _delete_=True, type='Pretrained',
+                checkpoint={str(out)!r})))
+        optim_wrapper = dict(optimizer=dict(lr=0.0))
+        train_cfg = dict(max_iters=1, val_interval=100)
+        default_hooks = dict(logger=dict(interval=1),
+                             checkpoint=dict(interval=1))
+        """))
+    work = tmp_path / 'work'
+    train_log = run_tool('tools/train.py', str(cfg), '--work-dir',
+                         str(work)).stdout
+    assert f'load model from: {out}' in train_log
+    assert 'missing keys' not in train_log
+    assert 'unexpected key' not in train_log
+    saved = torch.load(work / 'iter_1.pth', weights_only=True)['state_dict']
+    loaded = {k[len('backbone.'):]: v for k, v in saved.items()
+              if k.startswith('backbone.')}
+    assert loaded.keys() == converted.keys()
+    assert all(torch.equal(loaded[k], converted[k]) for k in converted)
+    rest = set(saved) - {f'backbone.{k}' for k in loaded}
+    assert rest and all(k.startswith('decode_head.') for k in rest)
+
+    # and it fits the backbone of every shipped config of the family (all
+    # output strides, data sets, heads), exactly
+    import glob
+
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    import deeplabplus_mm  # noqa: F401
+    paths = glob.glob(
+        osp.join(REPO, 'configs', '*', f'*_{backbone}-d[0-9]*.py'))
+    for path in paths:
+        model = Config.fromfile(path, import_custom_modules=False).model
+        with torch.device('meta'):
+            net = MODELS.build(dict(model.backbone, init_cfg=None))
+        net.load_state_dict(converted, strict=True, assign=True)
+    # (Xception-41: and the demo's; Xception-71: and DPC's)
+    assert len(paths) == {'xception_41': 17, 'xception_71': 18,
+                          'mobilenet_v2': 7, 'mobilenet_v2_dm05': 4}.get(
+                              family, 16)

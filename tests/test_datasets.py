@@ -189,30 +189,29 @@ def test_base_config_recipe(name):
                                                  [dict(type='PackSegInputs')]]
     # mmseg's protocol stays available: mmseg_tta_pipeline
     tta = cfg.mmseg_tta_pipeline[1]['transforms']
+    resize_to_range = None
     if name.startswith('ade20k'):
         # TF's ADE20K recipe resizes every image to a longer side of 513
         # first (min/max_resize_value=513), in training and evaluation.
         pre = dict(type='Resize', scale=(513, 513), keep_ratio=True)
-        assert cfg.train_pipeline.pop(2) == pre
         assert cfg.test_pipeline.pop(1) == pre
         assert tta.pop(0) == [pre]
-        assert cfg.tta_model.resize_to_range == dict(min_size=513,
-                                                     max_size=513, factor=16)
+        resize_to_range = dict(min_size=513, max_size=513, factor=16)
+        assert cfg.tta_model.resize_to_range == resize_to_range
     train = [t['type'] for t in cfg.train_pipeline]
     assert train == [
-        'LoadImageFromFile', loader, 'RandomChoice', 'RandomCrop',
-        'RandomFlip', 'PackSegInputs'
+        'LoadImageFromFile', loader, 'TFRandomScale', 'RandomFlip',
+        'PackSegInputs'
     ]
     assert 'PhotoMetricDistortion' not in text.replace(
         '# * and nothing else: PhotoMetricDistortion', '')
-    scale = cfg.train_pipeline[2]['transforms']
-    assert [s[0]['scale_factor']
-            for s in scale] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
-    assert all(s[0]['type'] == 'Resize' and s[0]['keep_ratio'] for s in scale)
-    crop = cfg.train_pipeline[3]
-    assert tuple(crop['crop_size']) == crop_size
-    assert crop.get('cat_max_ratio', 1.0) == 1.0
-    assert cfg.train_pipeline[4]['prob'] == 0.5
+    # TF's random scale 0.5:0.25:2.0, padding and random crop (no
+    # cat_max_ratio) before the flip (TFRandomScale: tests/test_tf_augment)
+    scale = cfg.train_pipeline[2]
+    assert (scale['min_scale'], scale['max_scale'], scale['step'],
+            tuple(scale['crop_size'])) == (0.5, 2.0, 0.25, crop_size)
+    assert scale.get('resize_to_range') == resize_to_range
+    assert cfg.train_pipeline[3]['prob'] == 0.5
     assert [t['type'] for t in cfg.test_pipeline
             ] == ['LoadImageFromFile', loader, 'PackSegInputs']
     assert [t['scale_factor'] for t in tta[0]] == scales
@@ -292,12 +291,14 @@ def test_ignore_label_survives_train_pipeline(tmp_path):
         np.random.seed(seed)
         out = pipeline(copy.deepcopy(base))
         img, gt = out['img'], out['gt_seg_map']
-        assert img.shape[:2] == gt.shape
-        assert max(gt.shape) <= 513
+        assert img.shape[:2] == gt.shape == (513, 513)
         assert set(np.unique(gt)) <= {0, 15, 255}
-        # Away from edges, image and labels still agree: bright = ignore.
+        # Away from edges, image and labels still agree: bright = ignore,
+        # and the padding (image 127.5) is ignored.
+        pad = img[..., 0] == 127.5
+        assert (gt[pad] == 255).all()
         bright = cv2.erode((img[..., 0] == 255).astype(np.uint8), kernel)
-        ignore = cv2.erode((gt == 255).astype(np.uint8), kernel)
+        ignore = cv2.erode(((gt == 255) & ~pad).astype(np.uint8), kernel)
         assert (gt[bright > 0] == 255).all()
         assert (img[ignore > 0] == 255).all()
         seen_255 += int((gt == 255).sum())

@@ -9,7 +9,6 @@ import math
 import os.path as osp
 import re
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -85,21 +84,22 @@ def test_fuse_xception41_segmentor_65x65():
     torch.testing.assert_close(logits(model, x), before, atol=ATOL, rtol=0)
 
 
-def test_fuse_zoo_segmentor_with_tf_weights(tf_refs, tf_weights):
-    """The zoo config with the TF references' variable values: realistic
-    weight and BN statistics magnitudes."""
+def test_fuse_zoo_segmentor_with_tf_weights():
+    """The zoo config with a TF checkpoint's values (drawn as TF initialises
+    and trains them: tests/tf_names.py): realistic weight and BN statistics
+    magnitudes."""
+    import tf_names
     from deeplabplus_mm.converters import convert, expected_state_shapes
-    table = tf_weights.read_variables_tsv(
-        osp.join(tf_refs, 'xception65_os16', 'variables.tsv'))
-    tensors = {name: tf_weights.variable_value(name, shape, dtype)
-               for name, shape, dtype, _ in table}
+    tensors = tf_names.values(tf_names.xception_deeplabv3plus(65),
+                              momentum=False)
     model = build_segmentor(65).eval()
     state_dict, _, _ = convert(tensors, expected_state_shapes(model))
     model.load_state_dict(state_dict, strict=True)
-    x = torch.from_numpy(
-        np.load(osp.join(tf_refs, 'xception65_os16',
-                         'input_129x129.npy'))).permute(0, 3, 1, 2)
-    x = (x.float() * (2 / 255) - 1)[..., :65, :65].contiguous()
+    # A smooth image with texture in [-1, 1], as the network sees one.
+    yy, xx = torch.meshgrid(torch.linspace(0, 3, 65), torch.linspace(0, 5, 65),
+                            indexing='ij')
+    x = torch.stack([torch.sin(yy + xx), torch.cos(2 * yy - xx),
+                     torch.sin(3 * xx) * 0.5 + yy / 6 - 0.25])[None]
     before = logits(model, x)
     assert before.abs().max() > 0.1
     after = logits(fuse_conv_bn(model), x)
@@ -351,7 +351,7 @@ def test_benchmark_tta_quick():
     assert close(float(summary.group(3)), tf / tf_bare, abs_=0.002)
 
 
-def test_benchmark_convert_quick(tf_refs):
+def test_benchmark_convert_quick():
     import importlib.util
     out = run_benchmark('convert.py', '--quick', *NO_WAIT)
     facts = re.search(r'checkpoint: (\d+) MiB, (\d+) tensors converted, '

@@ -109,54 +109,6 @@ def test_dist_test_script_equals_test_py(trained):
     assert _metrics(multi) == trained['metrics']
 
 
-FAKE_SRUN = r'''#!/usr/bin/env bash
-# Stand-in for srun: starts --ntasks local tasks with the variables srun sets,
-# stops the others when one fails (--kill-on-bad-exit), exits with the first
-# failure's status. Records its arguments.
-echo "$@" > "$(dirname "$0")/srun.args"
-ntasks=1
-while [ $# -gt 0 ]; do
-    case $1 in
-        -p|--partition) shift 2 ;;
-        --ntasks=*) ntasks=${1#--ntasks=}; shift ;;
-        -*) shift ;;
-        *) break ;;
-    esac
-done
-pids=()
-for ((i = 0; i < ntasks; i++)); do
-    SLURM_PROCID=$i SLURM_NTASKS=$ntasks SLURM_LOCALID=$i \
-    SLURM_NODELIST=node[01] "$@" &
-    pids+=($!)
-done
-status=0
-for ((i = 0; i < ntasks; i++)); do
-    wait -n; rc=$?
-    if [ $rc -ne 0 ] && [ $status -eq 0 ]; then
-        status=$rc; kill "${pids[@]}" 2>/dev/null
-    fi
-done
-exit $status
-'''
-FAKE_SCONTROL = r'''#!/usr/bin/env bash
-# Stand-in for `scontrol show hostname NODELIST`: the first node is this host.
-[ "$1 $2" = "show hostname" ] && [ "$3" = "node[01]" ] && echo 127.0.0.1
-'''
-
-
-@pytest.fixture
-def fake_slurm(tmp_path):
-    bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    for name, text in (('srun', FAKE_SRUN), ('scontrol', FAKE_SCONTROL)):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    assert 'MASTER_ADDR' not in os.environ  # scontrol must name the master
-    return bin_dir, dict(PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
-                         GPUS='2', GPUS_PER_NODE='0', CPUS_PER_TASK='1',
-                         OMP_NUM_THREADS='1')
-
-
 def test_slurm_scripts(tmp_path, trained, fake_slurm):
     """slurm_train.sh trains with --launcher slurm on 2 gloo ranks (the
     master from scontrol); slurm_test.sh reports tools/test.py's metrics."""

@@ -2,13 +2,13 @@
 input to the reader: ``test_tf_bundle_hardening.py``)."""
 
 import os
-import shutil
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import tf_refs_folder
 from deeplabplus_mm.converters import crc
 from deeplabplus_mm.converters import tf_bundle as tb
 from deeplabplus_mm.converters import tf_bundle_writer as tw
@@ -18,16 +18,11 @@ from deeplabplus_mm.converters.tf_bundle import (CheckpointReader,
                                                  load_checkpoint,
                                                  open_checkpoint, read_index)
 from deeplabplus_mm.converters.tf_bundle_writer import write_checkpoint
-from deeplabplus_mm.utils import tf_refs_dir
 
 
 def _fixtures():
-    """The folder of real TensorFlow checkpoints, or skip."""
-    folder = Path(tf_refs_dir()) / 'format_fixture'
-    if not folder.is_dir():
-        pytest.skip(f'TensorFlow reference checkpoints not found in {folder} '
-                    '(set DEEPLAB_TF_REFS to the tf_deeplab folder)')
-    return folder
+    """The folder of real TensorFlow-written checkpoints, or skip."""
+    return Path(tf_refs_folder('format_fixture'))
 
 
 @pytest.fixture
@@ -35,13 +30,38 @@ def tf1():
     return _fixtures() / 'tf1_saver'
 
 
+def tf1_like_tensors():
+    """The kinds of tensors of the tf1_saver fixture (several dtypes and
+    ranks, a scalar int64 step, a zero-sized tensor, a Momentum slot, and
+    10,000 long-named variables, so the index spans more than one block
+    and uses key prefix compression)."""
+    rng = np.random.default_rng(0)
+    tensors = {
+        'global_step': np.asarray(30000, np.int64),
+        'some/float64': rng.standard_normal((2, 3)),
+        'some/int32': np.arange(5, dtype=np.int32),
+        'some/half': rng.standard_normal((4, )).astype(np.float16),
+        'empty/zero_sized': np.zeros((0, 3), np.float32),
+        'net/conv/weights': rng.standard_normal((3, 3, 2, 4)).astype(
+            np.float32),
+        'net/conv/weights/Momentum': np.zeros((3, 3, 2, 4), np.float32),
+    }
+    for i in range(10000):
+        tensors[f'padding/a_rather_long_variable_scope_name/var_{i:05d}'] = (
+            np.full((3, ), i, np.float32))
+    return tensors
+
+
 @pytest.fixture
-def tf1_copy(tf1, tmp_path):
-    """A writable copy of the tf1_saver checkpoint; returns its prefix."""
-    for f in tf1.glob('model.ckpt.*'):
-        shutil.copy(f, tmp_path / f.name)
-        os.chmod(tmp_path / f.name, 0o644)
-    return tmp_path / 'model.ckpt'
+def tf1_copy(tmp_path):
+    """A checkpoint like the tf1_saver fixture, written by our writer with
+    TensorFlow's block size (which reproduces TF's files byte for byte:
+    ``test_writer_reproduces_tensorflow_files_byte_for_byte``); returns its
+    prefix, for tests that damage it."""
+    prefix = tmp_path / 'model.ckpt'
+    write_checkpoint(prefix, tf1_like_tensors(), block_size=262144)
+    assert _num_data_blocks(Path(f'{prefix}.index').read_bytes()) >= 2
+    return prefix
 
 
 def _assert_same(actual, expected, name=''):

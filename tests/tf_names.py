@@ -1,9 +1,10 @@
 """TF variable names and shapes of the zoo's models, generated from the
 official rules (shared/tf_deeplab/README.md: MobileNetV2, Dense Prediction
-Cell, Xception items 5-6 and 10) independently of deeplabplus_mm.archs, for
-the variants no TF reference run exists for here (depth multiplier 0.5, the
-ADE20K decoder, Xception-71 + DPC). Each function returns a list of
-``(name, shape)`` in TF's layout."""
+Cell, Xception items 5-6 and 8-10) independently of deeplabplus_mm.archs, so
+that the tests write TF-format checkpoints of every family themselves (no
+TF reference files needed; ``test_generated_names_are_tensorflows`` checks
+the generator against the variables TF created where references exist).
+Each function returns a list of ``(name, shape)`` in TF's layout."""
 
 BN = ('beta', 'gamma', 'moving_mean', 'moving_variance')
 
@@ -57,17 +58,19 @@ def mobilenet_v2(depth_multiplier):
 # README Xception item 6: (scope, depths, units, skip) per block.
 _EXIT = [('exit_flow/block1', (728, 1024, 1024), 1, 'conv'),
          ('exit_flow/block2', (1536, 1536, 2048), 1, 'none')]
+
+
+def _blocks(entry_depths, middle_units):
+    return [(f'entry_flow/block{i}', (depth, ) * 3, 1, 'conv')
+            for i, depth in enumerate(entry_depths, 1)
+            ] + [('middle_flow/block1', (728, ) * 3, middle_units, 'sum')
+                 ] + _EXIT
+
+
 XCEPTION_BLOCKS = {
-    65: [('entry_flow/block1', (128, ) * 3, 1, 'conv'),
-         ('entry_flow/block2', (256, ) * 3, 1, 'conv'),
-         ('entry_flow/block3', (728, ) * 3, 1, 'conv'),
-         ('middle_flow/block1', (728, ) * 3, 16, 'sum')] + _EXIT,
-    71: [('entry_flow/block1', (128, ) * 3, 1, 'conv'),
-         ('entry_flow/block2', (256, ) * 3, 1, 'conv'),
-         ('entry_flow/block3', (256, ) * 3, 1, 'conv'),
-         ('entry_flow/block4', (728, ) * 3, 1, 'conv'),
-         ('entry_flow/block5', (728, ) * 3, 1, 'conv'),
-         ('middle_flow/block1', (728, ) * 3, 16, 'sum')] + _EXIT,
+    41: _blocks((128, 256, 728), 8),
+    65: _blocks((128, 256, 728), 16),
+    71: _blocks((128, 256, 256, 728, 728), 16),
 }
 
 
@@ -123,12 +126,52 @@ def logits(num_classes):
             ('logits/semantic/biases', (num_classes, ))]
 
 
-def values(tf_weights, names, step=1000):
-    """name -> array from weights.py, plus global_step and a Momentum slot
-    per variable, as a training run leaves a checkpoint."""
+def aspp(cin, rates=3):
+    """model.extract_features with atrous rates and separable ASPP:
+    image_pooling, aspp0 (1x1), aspp1..3 (separable), concat_projection."""
+    names = conv('image_pooling', 1, 1, cin, 256) + conv(
+        'aspp0', 1, 1, cin, 256)
+    for i in range(1, rates + 1):
+        names += split_separable(f'aspp{i}', cin, 256)
+    return names + conv('concat_projection', 1, 1, 256 * (rates + 2), 256)
+
+
+def xception_deeplabv3plus(arch=65, num_classes=21):
+    """The zoo's Xception DeepLab v3+ (ASPP 6/12/18, decoder at OS 4)."""
+    return (xception(arch) + aspp(2048) + decoder(256) +
+            logits(num_classes))
+
+
+def value(name, shape, dtype='float32'):
+    """A variable's value from its name alone (the benchmarks' rule,
+    :func:`deeplabplus_mm.utils.benchmark.synthetic_value`)."""
+    from deeplabplus_mm.utils.benchmark import synthetic_value
+    return synthetic_value(name, shape, dtype)
+
+
+def values(names, step=1000, momentum=True):
+    """name -> array for ``names``, plus global_step and (``momentum``) a
+    Momentum slot per trainable variable, as a training run leaves a
+    checkpoint."""
     import numpy as np
+
+    from deeplabplus_mm.utils.benchmark import trainable
     tensors = {'global_step': np.asarray(step, np.int64)}
     for name, shape in names:
-        tensors[name] = tf_weights.variable_value(name, shape, 'float32')
-        tensors[f'{name}/Momentum'] = np.zeros(shape, np.float32)
+        tensors[name] = value(name, shape)
+        if momentum and trainable(name):
+            tensors[f'{name}/Momentum'] = value(f'{name}/Momentum', shape)
     return tensors
+
+
+def imagenet_classifier(family):
+    """What an ImageNet classifier checkpoint holds beyond DeepLab's backbone
+    (the converter skips it): Xception's 1001-way ``logits``; slim
+    MobileNetV2's 1280-channel ``Conv_1`` and ``Logits``."""
+    if family.startswith('xception'):
+        return [(f'{family}/logits/weights', (1, 1, 2048, 1001)),
+                (f'{family}/logits/biases', (1001, ))]
+    cin = MOBILENET_V2_DEPTHS[1.0 if family == 'mobilenet_v2' else 0.5][-1]
+    return conv('MobilenetV2/Conv_1', 1, 1, cin, 1280) + [
+        ('MobilenetV2/Logits/Conv2d_1c_1x1/weights', (1, 1, 1280, 1001)),
+        ('MobilenetV2/Logits/Conv2d_1c_1x1/biases', (1001, ))]

@@ -1,6 +1,8 @@
 """Convert a TensorFlow DeepLab checkpoint to a PyTorch .pth.
 
     python tools/convert_tf_checkpoint.py SRC OUT.pth [--config CONFIG]
+    python tools/convert_tf_checkpoint.py --zoo NAME [OUT.pth] [--mirror URL]
+    python tools/convert_tf_checkpoint.py --list
 
 SRC: a checkpoint prefix (``.../model.ckpt``), a folder holding one, or a
 model-zoo ``.tar.gz`` (read without unpacking). Backbones: aligned Xception
@@ -13,11 +15,21 @@ a full segmentor ``state_dict`` (for ``tools/test.py``), ImageNet ones the
 backbone alone (for ``model.backbone.init_cfg``). The output is written
 atomically and loads with ``torch.load(weights_only=True)``.
 
+--zoo NAME: a row of TF DeepLab's model zoo (--list shows them, with TF's
+published mIoU): downloads its tarball into the cache (~/.cache/deeplabplus_mm
+or $DEEPLABPLUS_MM_CACHE; resumable, size-checked), checks that it holds the
+row's checkpoint, converts it with the row's config into OUT (default
+checkpoints/NAME.pth; ImageNet rows: the file the configs' init_cfg names) and
+writes that config next to it (OUT with .py). --mirror URL (or a folder, or
+$DEEPLABPLUS_MM_MIRROR) replaces the official hosts: it must serve the
+tarballs under their file names.
+
 Needs neither TensorFlow nor torch, mmseg or mmcv: only numpy and mmengine's
 config reader.
 """
 import argparse
 import importlib
+import os
 import importlib.util
 import os.path as osp
 import sys
@@ -42,8 +54,18 @@ def import_converters():
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument('src', help='checkpoint prefix, folder or .tar.gz')
-    parser.add_argument('out', help='output .pth file')
+    parser.add_argument('src', nargs='?',
+                        help='checkpoint prefix, folder or .tar.gz (with '
+                        '--zoo: the output .pth)')
+    parser.add_argument('out', nargs='?', help='output .pth file')
+    parser.add_argument('--zoo', metavar='NAME',
+                        help='download and convert this model-zoo row')
+    parser.add_argument('--list', action='store_true',
+                        help='list the model zoo and exit')
+    parser.add_argument('--mirror', metavar='URL',
+                        default=os.environ.get('DEEPLABPLUS_MM_MIRROR'),
+                        help='with --zoo: fetch the tarballs from this URL '
+                        'or folder instead of the official hosts')
     parser.add_argument(
         '--config',
         help='config whose model the checkpoint fills (default: ours that '
@@ -53,7 +75,20 @@ def parse_args(argv=None):
         action='store_true',
         help='keep logits channel 0 of 151-class (ADE20K) checkpoints '
         'instead of dropping it for mmseg\'s 150-class ADE20K')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.list:
+        return args
+    if args.zoo is not None:
+        if args.out is not None:
+            parser.error('--zoo NAME takes one output path at most')
+        if args.config is not None:
+            parser.error('--zoo converts with the row\'s own config; '
+                         'convert the cached tarball with SRC OUT --config '
+                         'to use another')
+        args.out, args.src = args.src, None
+    elif args.src is None or args.out is None:
+        parser.error('SRC and OUT are required (or --zoo NAME, --list)')
+    return args
 
 
 class _Progress:
@@ -73,10 +108,49 @@ class _Progress:
             sys.stdout.write('\n')
 
 
+def zoo_main(args):
+    """--list and --zoo NAME (after :func:`import_converters`)."""
+    zoo = importlib.import_module('deeplabplus_mm.converters.zoo')
+    if args.list:
+        print('\n'.join(zoo.list_lines()))
+        return
+    start = time.perf_counter()
+    try:
+        row = zoo.lookup(args.zoo)
+        meta = zoo.convert_row(
+            row, args.out, args.mirror, args.keep_background_class,
+            configs_dir=osp.join(REPO, 'configs'), progress=_Progress())
+    except zoo.ZooError as e:
+        sys.exit(f'error: {e}')
+    out, config = meta['out'], meta['written_config']
+    kind = 'DeepLab segmentor' if meta['segmentor'] else 'ImageNet backbone'
+    print(f'{row.name}: {meta["variant"]} {kind}, {meta["num_tensors"]} '
+          f'tensors, classes: {meta["num_classes"]} -> {out}, config: '
+          f'{config} ({time.perf_counter() - start:.2f} s)')
+    if not meta['segmentor']:
+        print(f'{config} trains from it (model.backbone.init_cfg); the '
+              f'configs of {meta["variant"]} expect it at {row.default_out}')
+        return
+    print('test it with:')
+    print(f'  python tools/test.py {config} {out}')
+    for result in row.results:
+        if result.config != row.config:
+            tta = ' --tta' if result.tta else ''
+            print(f'  python tools/test.py {result.config} {out}{tta}')
+    for result in row.results:
+        print(f'TF\'s published mIoU: {result.miou:.2f} ({result.split}, '
+              f'{result.protocol}) with {result.config}'
+              f'{" --tta" if result.tta else ""}')
+    print(f'segment your images: python tools/infer.py {config} {out} '
+          'IMAGE... --out-dir work_dirs/infer')
+
+
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
     conv = import_converters()
+    if args.list or args.zoo is not None:
+        return zoo_main(args)
     if args.config is not None and not osp.isfile(args.config):
         sys.exit(f'error: {args.config}: no such config file')
     try:

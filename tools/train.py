@@ -1,19 +1,26 @@
 """Train a segmentor: mmseg's ``tools/train.py`` with our modules registered
 and CPU-only distributed runs made to work (gloo, CPU SyncBN, DDP without
-device ids). Same flags as mmseg's tool."""
+device ids). Same flags as mmseg's tool. Made for long runs: a run that
+torchrun restarts or Slurm requeues resumes from the work dir's last
+checkpoint by itself, checkpoints are saved atomically, and a failed save or
+a NaN / Inf loss ends the run with one line (README, "Long runs")."""
 import argparse
 import logging
 import os
 import os.path as osp
+import sys
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import deeplabplus_mm  # noqa: F401  (registers modules, safe checkpoints)
-from deeplabplus_mm.engine import run_main, setup_launcher
+from deeplabplus_mm.engine import (CheckpointSaveError, NonFiniteLossError,
+                                   resume_after_restart, run_main,
+                                   setup_launcher, use_atomic_checkpoints)
 
 
 def parse_args():
@@ -25,7 +32,8 @@ def parse_args():
         action='store_true',
         default=False,
         help='resume from the latest checkpoint in the work_dir '
-        'automatically')
+        'automatically (a run restarted by torchrun or requeued by Slurm '
+        'does so without it)')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -75,12 +83,18 @@ def main():
             else:  # mmengine's AmpOptimWrapper refuses CPU: bf16 autocast
                 cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
     cfg.resume = args.resume
+    resume_after_restart(cfg)
+    use_atomic_checkpoints(cfg)
     setup_launcher(cfg)
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except (CheckpointSaveError, NonFiniteLossError) as e:
+        # every rank stops; rank 0 says why
+        sys.exit(f'error: {e}' if is_main_process() else 1)
 
 
 if __name__ == '__main__':

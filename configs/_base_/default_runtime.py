@@ -23,10 +23,15 @@ resume = False
 # the unfused model. The switch: `fast_inference = False` in a config,
 # `--cfg-options fast_inference=False` on any tool, `tools/test.py --no-fast`.
 fast_inference = True
+# A NaN or Inf loss stops training at that iteration, before its checkpoint
+# is saved (FiniteLossHook below); `stop_on_nonfinite_loss = False` in a
+# config or `--cfg-options stop_on_nonfinite_loss=False` trains on.
+stop_on_nonfinite_loss = True
 custom_hooks = [
     # RNG states travel in checkpoints: --resume continues bit-identically.
     dict(type='RandomStateHook'),
     dict(type='FastInferenceHook', fuse_conv_bn=True, channels_last=True),
     # Training in channels_last where the config sets train_channels_last.
     dict(type='ChannelsLastTrainingHook'),
+    dict(type='FiniteLossHook'),
 ]

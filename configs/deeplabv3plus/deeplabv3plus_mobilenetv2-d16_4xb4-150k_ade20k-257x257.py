@@ -13,17 +13,23 @@ crop_size = (257, 257)
 
 
 def _at_257(pipeline):
-    """The data set's pipeline with its longer-side-513 resize and its
-    513x513 crop at 257."""
+    """The data set's pipeline with its resizes to 513 and its 513x513 crop
+    at 257."""
     if isinstance(pipeline, (list, tuple)):
         return [_at_257(t) for t in pipeline]
     if not isinstance(pipeline, dict):
         return pipeline
-    for key in ('scale', 'crop_size'):
-        value = pipeline.get(key)
-        if isinstance(value, (list, tuple)) and tuple(value) == (513, 513):
-            return dict(pipeline, **{key: (257, 257)})
-    return {k: _at_257(v) for k, v in pipeline.items()}
+    out = {}
+    for key, value in pipeline.items():
+        if (key in ('scale', 'crop_size')
+                and isinstance(value, (list, tuple))
+                and tuple(value) == (513, 513)):
+            out[key] = (257, 257)
+        elif key in ('min_size', 'max_size') and value == 513:
+            out[key] = 257  # TFRandomScale's resize_to_range
+        else:
+            out[key] = _at_257(value)
+    return out
 
 
 train_pipeline = _at_257(_base_.train_pipeline)

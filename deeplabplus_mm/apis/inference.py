@@ -185,8 +185,12 @@ class Segmenter:
     """A segmentor ready for images.
 
     Args:
-        config: Config file or :class:`Config`.
-        checkpoint: ``.pth`` from tools/train.py or the TF converter.
+        config: Config file or :class:`Config`, or a model name of our
+            metafiles (a config name, or a TF zoo name such as
+            ``xception65_coco_voc_trainaug``: its converted checkpoint is
+            made in the cache when absent, :func:`.model_zoo.resolve`).
+        checkpoint: ``.pth`` from tools/train.py or the TF converter
+            (optional with a model name).
         device: 'cpu' or 'cuda' (or 'cuda:N').
         tta: Use the config's ``tta_pipeline`` and ``tta_model`` (multi-scale
             + flip, merged view by view by the config's TTA model).
@@ -198,10 +202,17 @@ class Segmenter:
             (faster convs). None (default): as the config's test runs do.
     """
 
-    def __init__(self, config: Union[str, Config], checkpoint: str,
+    def __init__(self, config: Union[str, Config],
+                 checkpoint: Optional[str] = None,
                  device: str = 'cpu', tta: bool = False,
                  fuse_conv_bn: Optional[bool] = None,
                  channels_last: Optional[bool] = None):
+        if isinstance(config, str) and not osp.isfile(config) \
+                and not config.endswith('.py'):  # a model name
+            from .model_zoo import resolve
+            config, checkpoint = resolve(config, checkpoint)
+        if checkpoint is None:
+            raise ValueError('a checkpoint is needed with a config file')
         cfg = load_config(config)
         model, dataset_meta = build_segmentor(cfg, checkpoint)
         model.to(device)

@@ -12,7 +12,8 @@ from .tf_deeplab import (CheckpointInfo, ConversionError, Entry, convert,
                          convert_checkpoint, expected_from_config,
                          expected_state_shapes, inspect_variables,
                          load_model_config, map_name, map_scope, plan,
-                         suggest_config, to_torch_layout, usage_lines)
+                         suggest_config, tf_variables, to_torch_layout,
+                         usage_lines)
 from .torch_format import TorchFileWriter
 
 __all__ = [
@@ -21,5 +22,5 @@ __all__ = [
     'crc32c', 'expected_from_config', 'expected_state_shapes',
     'inspect_variables', 'load_checkpoint', 'load_model_config', 'map_name',
     'map_scope', 'open_checkpoint', 'plan', 'read_index', 'suggest_config',
-    'to_torch_layout', 'usage_lines', 'write_checkpoint'
+    'tf_variables', 'to_torch_layout', 'usage_lines', 'write_checkpoint'
 ]

@@ -183,6 +183,22 @@ def expected_from_config(model: dict,
     return state_shapes(convs)
 
 
+def tf_variables(model: dict) -> Dict[str, tuple]:
+    """TF variable name -> TF shape of a config's segmentor: the model
+    variables a TF DeepLab checkpoint for it holds (no optimizer slots, no
+    ``global_step``), computed from :mod:`deeplabplus_mm.archs` through the
+    name tables (the model is not built)."""
+    head = (model.get('decode_head') or {}).get('type')
+    info = CheckpointInfo('', '', {}, head, None, False)
+    namer = _Namer(info, segmentor=True, model=model)
+    found = {}
+    for key, shape in expected_from_config(model, info).items():
+        name = namer.tf_name(key)
+        if name is not None:
+            found[name] = tf_shape(name, shape)
+    return found
+
+
 def expected_state_shapes(model) -> Dict[str, tuple]:
     """``state_dict`` key -> shape of a built model."""
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}

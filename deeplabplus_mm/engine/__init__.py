@@ -1,3 +1,6 @@
+from .atomic_checkpoint_hook import (AtomicCheckpointHook,
+                                     CheckpointSaveError,
+                                     use_atomic_checkpoints)
 from .channels_last_hook import (ChannelsLastTrainingHook,
                                  train_channels_last)
 from .checkpoint import register_safe_checkpoints
@@ -6,12 +9,16 @@ from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (CPUDistributedDataParallel, CPUSyncBatchNorm,
                           finish_launcher, run_main, setup_launcher)
 from .fast_inference_hook import FastInferenceHook
+from .finite_loss_hook import FiniteLossHook, NonFiniteLossError
 from .random_state_hook import RandomStateHook
+from .restart import restart_count, resume_after_restart
 
 __all__ = [
-    'CPUAmpOptimWrapper', 'ChannelsLastTrainingHook',
-    'CPUDistributedDataParallel', 'CPUSyncBatchNorm', 'FastInferenceHook',
+    'AtomicCheckpointHook', 'CPUAmpOptimWrapper', 'ChannelsLastTrainingHook',
+    'CPUDistributedDataParallel', 'CPUSyncBatchNorm', 'CheckpointSaveError',
+    'FastInferenceHook', 'FiniteLossHook', 'NonFiniteLossError',
     'RandomStateHook', 'cache_config_formatting', 'finish_launcher',
-    'register_safe_checkpoints', 'run_main', 'setup_launcher',
-    'train_channels_last'
+    'register_safe_checkpoints', 'restart_count', 'resume_after_restart',
+    'run_main', 'setup_launcher', 'train_channels_last',
+    'use_atomic_checkpoints'
 ]

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import traceback
+from datetime import timedelta
 from typing import Callable, List
 
 import torch
@@ -26,6 +27,7 @@ import torch.nn as nn
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 from torch.autograd import Function
+from torch.distributed.constants import default_pg_timeout
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
@@ -246,6 +248,41 @@ def _cpu_process_group_env(launcher: str) -> None:
         os.environ['MASTER_ADDR'] = hosts[0]
 
 
+def restarted_store():
+    """The store a worker that torchrun restarted joins its process group
+    through, in a key space of its own; None on a first start.
+
+    torchrun's static rendezvous (``tools/dist_train.sh``) keeps one
+    TCPStore, hosted by the agent, for all restarts of a job, and the
+    workers join their process group through it
+    (``TORCHELASTIC_USE_AGENT_STORE``) under the same keys on every attempt:
+    a restarted rank can read the address that a killed rank published (seen
+    here: gloo's ``connectFullMesh`` refused on the first restart; with NCCL,
+    a stale unique id: pytorch/pytorch#135712). Keys prefixed with the
+    restart count keep the attempts apart.
+    """
+    count = os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')
+    if (os.environ.get('TORCHELASTIC_USE_AGENT_STORE') != 'True'
+            or not count.isdigit() or int(count) == 0):
+        return None
+    store = dist.TCPStore(
+        os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']),
+        is_master=False, timeout=default_pg_timeout)
+    return dist.PrefixStore(f'deeplabplus_mm/restart_{count}', store)
+
+
+def _init_process_group(backend: str, store, dist_cfg) -> None:
+    kwargs = {}
+    if dist_cfg.get('timeout') is not None:  # seconds, as mmengine's
+        kwargs['timeout'] = timedelta(seconds=dist_cfg['timeout'])
+    dist.init_process_group(
+        backend=backend,
+        store=store,
+        rank=int(os.environ['RANK']),
+        world_size=int(os.environ['WORLD_SIZE']),
+        **kwargs)
+
+
 def setup_launcher(cfg) -> None:
     """Make ``cfg`` run under its launcher on this machine.
 
@@ -253,20 +290,27 @@ def setup_launcher(cfg) -> None:
     ``mpi``) and no CUDA, start the gloo process group from the launcher's
     environment (mmengine's ``init_dist`` would call ``torch.cuda`` first)
     and use :class:`CPUDistributedDataParallel` unless the config names a
-    wrapper. Nothing changes for GPU or non-distributed runs.
+    wrapper. A worker that torchrun restarted joins through
+    :func:`restarted_store` (on GPUs too: the process group is then started
+    here, on the ``LOCAL_RANK`` device, instead of by mmengine). Nothing
+    else changes for GPU or non-distributed runs.
     """
     launcher = cfg.get('launcher', 'none')
-    if launcher == 'none' or torch.cuda.is_available():
+    if launcher == 'none':
         return
     env_cfg = cfg.setdefault('env_cfg', {})
     dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    if torch.cuda.is_available():
+        store = restarted_store() if launcher == 'pytorch' else None
+        if store is not None and not dist.is_initialized():
+            torch.cuda.set_device(int(os.environ['LOCAL_RANK']))
+            _init_process_group(dist_cfg.get('backend', 'nccl'), store,
+                                dist_cfg)
+        return
     dist_cfg['backend'] = 'gloo'
     if not dist.is_initialized():
         _cpu_process_group_env(launcher)
-        dist.init_process_group(
-            backend='gloo',
-            rank=int(os.environ['RANK']),
-            world_size=int(os.environ['WORLD_SIZE']))
+        _init_process_group('gloo', restarted_store(), dist_cfg)
     if cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = dict(type='CPUDistributedDataParallel')
 
@@ -315,7 +359,8 @@ def run_main(main: Callable[[], None]) -> None:
 
     On success, :func:`finish_launcher`. When ``main()`` raises inside a
     gloo process group, this rank prints its traceback and exits at once
-    with status 1 (or the ``SystemExit`` code), without a barrier (the
+    with status 1 (or the ``SystemExit`` code; a message given to
+    ``sys.exit`` is printed, as Python does), without a barrier (the
     other ranks may never reach one: torchrun / srun stop them when one
     rank fails) and without the gloo teardown, which would abort (SIGABRT)
     or hang now and then, hiding the run's own error. Outside a gloo group
@@ -329,5 +374,8 @@ def run_main(main: Callable[[], None]) -> None:
         code = e.code if isinstance(e, SystemExit) else 1
         if not isinstance(e, SystemExit):
             traceback.print_exc()
-        _flush_and_exit(code if isinstance(code, int) else 1)
+        elif code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)  # sys.exit('message'), as Python
+        _flush_and_exit(0 if code is None else
+                        code if isinstance(code, int) else 1)
     finish_launcher()

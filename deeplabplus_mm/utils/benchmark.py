@@ -23,7 +23,7 @@ import time
 import torch
 import torch.nn as nn
 
-from . import REPO, tf_refs_dir
+from . import REPO
 
 CHILD_FLAG = '--child'
 DEFAULT_CACHE = osp.join(tempfile.gettempdir(), 'deeplabplus_bench')
@@ -485,25 +485,61 @@ def prepare(case, mode, variant, size, batch=1, device='cpu',
 # --- The reference checkpoint (convert.py, read.py) ------------------------
 
 
-def checkpoint_tensors(refs, subset=None):
-    """name -> array of a training checkpoint of the reference model: the
-    variables of ``xception65_os16/variables.tsv`` (the first ``subset``)
-    with the values of the references' ``weights.py``, a ``/Momentum``
-    slot per trainable one and ``global_step``."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'tf_refs_weights', osp.join(refs, 'weights.py'))
-    weights = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(weights)
-    variables = weights.read_variables_tsv(
-        osp.join(refs, 'xception65_os16', 'variables.tsv'))
-    value = weights.variable_value
-    tensors = {'global_step': value('global_step', (), 'int64')}
-    for name, shape, dtype, trainable in variables[:subset]:
-        tensors[name] = value(name, shape, dtype)
-        if trainable:
-            tensors[name + '/Momentum'] = value(name + '/Momentum', shape,
-                                                dtype)
+# The zoo's VOC model, whose full training checkpoint the benchmarks read.
+REFERENCE_CONFIG = ('configs/deeplabv3plus/'
+                    'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py')
+
+
+def synthetic_value(name, shape, dtype='float32'):
+    """A TF variable's value from its name alone (numpy's generator seeded
+    with the name's crc32), drawn as TF initialises or trains it: conv
+    ``weights`` N(0, 1/fan_in), ``depthwise_weights`` N(0, 1/(kh kw)), BN
+    ``gamma`` and ``moving_variance`` U(0.5, 1.5), ``beta``,
+    ``moving_mean`` and ``biases`` N(0, 0.01), ``/Momentum`` slots
+    N(0, 1e-6), ``global_step`` 30000."""
+    import zlib
+
+    import numpy as np
+    shape = tuple(int(s) for s in shape)
+    if name == 'global_step':
+        return np.full(shape, 30000, np.int64)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    leaf = name.rsplit('/', 1)[-1]
+    if leaf == 'Momentum':
+        value = rng.standard_normal(shape) * 1e-3
+    elif leaf == 'weights':
+        value = rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]))
+    elif leaf == 'depthwise_weights':
+        value = rng.standard_normal(shape) / np.sqrt(shape[0] * shape[1])
+    elif leaf in ('gamma', 'moving_variance'):
+        value = rng.uniform(0.5, 1.5, size=shape)
+    elif leaf in ('beta', 'moving_mean', 'biases'):
+        value = rng.standard_normal(shape) * 0.1
+    else:
+        raise ValueError(f'no value rule for TF variable {name!r}')
+    return value.astype(dtype)
+
+
+def trainable(name):
+    """Whether TF trains a model variable (all but BN's moving statistics),
+    i.e. whether a training checkpoint holds a ``/Momentum`` slot for it."""
+    return not name.endswith(('/moving_mean', '/moving_variance'))
+
+
+def checkpoint_tensors(subset=None):
+    """name -> array of a training checkpoint of :data:`REFERENCE_CONFIG`'s
+    model as TF leaves it (the model variables, the first ``subset`` in
+    name order, a ``/Momentum`` slot for each trainable one and
+    ``global_step``), with :func:`synthetic_value`'s values."""
+    from ..converters import load_model_config, tf_variables
+    variables = tf_variables(load_model_config(osp.join(REPO,
+                                                        REFERENCE_CONFIG)))
+    tensors = {'global_step': synthetic_value('global_step', ())}
+    for name in sorted(variables)[:subset]:
+        tensors[name] = synthetic_value(name, variables[name])
+        if trainable(name):
+            tensors[name + '/Momentum'] = synthetic_value(
+                name + '/Momentum', variables[name])
     return tensors
 
 
@@ -515,16 +551,12 @@ def reference_checkpoint(cache, subset=None, archive=False):
     import tarfile
 
     from ..converters import write_checkpoint
-    refs = tf_refs_dir()
-    if not osp.isfile(osp.join(refs, 'weights.py')):
-        sys.exit(f'error: TF references not found at {refs} (set '
-                 'DEEPLAB_TF_REFS)')
-    name = 'xception65_momentum' + (f'_{subset}' if subset else '')
+    name = 'xception65_synthetic' + (f'_{subset}' if subset else '')
     folder, tar = osp.join(cache, name), osp.join(cache, name + '.tar.gz')
     prefix = osp.join(folder, 'model.ckpt-30000')
     if not osp.isfile(prefix + '.index'):
         os.makedirs(folder, exist_ok=True)
-        write_checkpoint(prefix, checkpoint_tensors(refs, subset))
+        write_checkpoint(prefix, checkpoint_tensors(subset))
         print(f'# wrote {prefix}', flush=True)
     if archive and not osp.isfile(tar):
         with tarfile.open(tar + '.tmp', 'w:gz', compresslevel=6) as f:

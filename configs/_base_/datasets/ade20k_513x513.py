@@ -4,18 +4,25 @@
 # 255 and 1..150 to 0..149.
 # TF DeepLab's ADE20K recipe (g3doc/ade20k.md: --min_resize_value=513
 # --max_resize_value=513 --resize_factor=16, for training and evaluation):
-# * every image first resized so that its longer side is 513 (TF also rounds
-#   the shorter side up to 16k+1, which mmcv's Resize cannot: the shorter
-#   side here is the aspect-preserving one, at most 15 px off),
+# * every image first resized as TF's resize_to_range does (TFRandomScale's
+#   resize_to_range: longer side 497, shorter side rounded up to 16k+1,
+#   bilinear with align_corners); the test pipeline resizes with mmcv's
+#   Resize to a longer side of 513 (the aspect-preserving shorter side, which
+#   mmcv's Resize cannot round to 16k+1), the TTA model exactly as TF does,
 # * random scale factor in {0.5, 0.75, ..., 2.0} (min_scale_factor 0.5,
 #   max_scale_factor 2.0, scale_factor_step_size 0.25),
 # * random 513x513 crop, no cat_max_ratio,
 # * random left-right flip,
 # * and nothing else: PhotoMetricDistortion is not part of TF DeepLab's
 #   recipe, so it is left out on purpose.
-# Crops smaller than crop_size are padded by the model's SegDataPreProcessor
-# (leaf configs set data_preprocessor.size = crop_size): images with 0 after
-# normalisation (= TF's mean-pixel padding), labels with 255 (ignored).
+# TFRandomScale does the scaling as TF does it (new size int(float32(h) * s),
+# truncated; image bilinear with align_corners, float32, not rounded; labels
+# nearest neighbour with align_corners), pads bottom/right to crop_size
+# (image 127.5 = TF's mean pixel, 0 after the normalisation of our TF
+# models; labels 255, ignored) and takes the random crop, all before the
+# flip, as TF does: a flipped crop has its padding on the left. (mmseg's R101
+# configs normalise with ImageNet's mean and std: 127.5 is (0.07, 0.20,
+# 0.42) there.)
 # Evaluation: the same longer-side-513 resize, padded to 513x513 by the
 # model's preprocessor (test_cfg); predictions are resized back to the
 # original image for the metric (mmseg's IoUMetric on the original labels;
@@ -23,17 +30,19 @@
 dataset_type = 'ADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'
 crop_size = (513, 513)
-scale_factors = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
 resize_to_513 = dict(type='Resize', scale=(513, 513), keep_ratio=True)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    resize_to_513,
     dict(
-        type='RandomChoice',
-        transforms=[[dict(type='Resize', scale_factor=s, keep_ratio=True)]
-                    for s in scale_factors]),
-    dict(type='RandomCrop', crop_size=crop_size),
+        type='TFRandomScale',
+        min_scale=0.5,
+        max_scale=2.0,
+        step=0.25,
+        crop_size=crop_size,
+        # TF's --min_resize_value=513 --max_resize_value=513
+        # --resize_factor=16, first
+        resize_to_range=dict(min_size=513, max_size=513, factor=16)),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')
 ]

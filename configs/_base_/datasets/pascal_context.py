@@ -8,22 +8,27 @@
 # * random left-right flip,
 # * and nothing else: PhotoMetricDistortion is not part of TF DeepLab's
 #   recipe, so it is left out on purpose.
-# Crops smaller than crop_size are padded by the model's SegDataPreProcessor
-# (leaf configs set data_preprocessor.size = crop_size): images with 0 after
-# normalisation (= TF's mean-pixel padding), labels with 255 (ignored).
+# TFRandomScale does the scaling as TF does it (new size int(float32(h) * s),
+# truncated; image bilinear with align_corners, float32, not rounded; labels
+# nearest neighbour with align_corners), pads bottom/right to crop_size
+# (image 127.5 = TF's mean pixel, 0 after the normalisation of our TF
+# models; labels 255, ignored) and takes the random crop, all before the
+# flip, as TF does: a flipped crop has its padding on the left. (mmseg's R101
+# configs normalise with ImageNet's mean and std: 127.5 is (0.07, 0.20,
+# 0.42) there.)
 # Evaluation: original resolution, no resize (as TF evaluates); TTA below.
 dataset_type = 'PascalContextDataset'
 data_root = 'data/VOCdevkit/VOC2010'
 crop_size = (513, 513)
-scale_factors = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
     dict(
-        type='RandomChoice',
-        transforms=[[dict(type='Resize', scale_factor=s, keep_ratio=True)]
-                    for s in scale_factors]),
-    dict(type='RandomCrop', crop_size=crop_size),
+        type='TFRandomScale',
+        min_scale=0.5,
+        max_scale=2.0,
+        step=0.25,
+        crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')
 ]
