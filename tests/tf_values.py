@@ -91,8 +91,8 @@ def make_image(height, width):
         d = ((x - cx) / rx)**2 + ((y - cy) / ry)**2
         mask = 1. / (1. + np.exp(np.clip((d - 1.) * 10., -50., 50.)))
         shade = 1. - 0.25 * np.clip((y - cy) / ry, -1, 1)
-        img = img * (1 - mask[..., None]) + (col *
-                                             shade[..., None]) * mask[..., None]
+        blob = col * shade[..., None]
+        img = img * (1 - mask[..., None]) + blob * mask[..., None]
     img += rng.normal(0., 2.0, size=img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)[None]
 

@@ -249,7 +249,8 @@ def build(case, tf_code, batch_folder=None, crop=CROP, batch=None):
                     for v in _ancestor_variables(t, var_types))
         bn_eps, bn_decay = {}, {}
         for op in graph.get_operations():
-            if op.type.startswith('FusedBatchNorm') and 'Grad' not in op.type:
+            if (op.type.startswith('FusedBatchNorm')
+                    and 'Grad' not in op.type):
                 for v in _ancestor_variables(op.inputs[1], var_types):
                     bn_eps[v.rpartition('/')[0]] = op.get_attr('epsilon')
             if op.type in ('AssignSub', 'AssignSubVariableOp') and (
@@ -449,8 +450,9 @@ def main():
                        f'intra_op_threads {args.threads[0]}'] = agreement(
                            init, after, other, ce, other_ce)
     for key, value in self_agreement.items():
-        print(f'TF against itself ({key}): median {value["median_relative"]:.2e}, '
-              f'max {value["max_relative"]:.2e} relative, '
+        print(f'TF against itself ({key}): median '
+              f'{value["median_relative"]:.2e}, max '
+              f'{value["max_relative"]:.2e} relative, '
               f'{value["num_outside"]} tensor-steps outside max(1e-3, 4 ulp), '
               f'cross-entropy {value["cross_entropy_max_relative"]:.2e}')
 
