@@ -142,11 +142,17 @@ def xception_deeplabv3plus(arch=65, num_classes=21):
             logits(num_classes))
 
 
-def value(name, shape, dtype='float32'):
-    """A variable's value from its name alone (the benchmarks' rule,
-    :func:`deeplabplus_mm.utils.benchmark.synthetic_value`)."""
-    from deeplabplus_mm.utils.benchmark import synthetic_value
-    return synthetic_value(name, shape, dtype)
+def value(name, shape):
+    """A variable's value from its name alone (float32): the rules of
+    ``shared/tf_deeplab/weights.py`` (:mod:`tf_values`); ``/Momentum``
+    slots N(0, 1e-6)."""
+    import numpy as np
+
+    import tf_values
+    if name.endswith('/Momentum'):
+        rng = tf_values.rng_for(name)
+        return (rng.standard_normal(shape) * 1e-3).astype(np.float32)
+    return tf_values.variable_value(name, shape)
 
 
 def values(names, step=1000, momentum=True):

@@ -490,36 +490,6 @@ REFERENCE_CONFIG = ('configs/deeplabv3plus/'
                     'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py')
 
 
-def synthetic_value(name, shape, dtype='float32'):
-    """A TF variable's value from its name alone (numpy's generator seeded
-    with the name's crc32), drawn as TF initialises or trains it: conv
-    ``weights`` N(0, 1/fan_in), ``depthwise_weights`` N(0, 1/(kh kw)), BN
-    ``gamma`` and ``moving_variance`` U(0.5, 1.5), ``beta``,
-    ``moving_mean`` and ``biases`` N(0, 0.01), ``/Momentum`` slots
-    N(0, 1e-6), ``global_step`` 30000."""
-    import zlib
-
-    import numpy as np
-    shape = tuple(int(s) for s in shape)
-    if name == 'global_step':
-        return np.full(shape, 30000, np.int64)
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    leaf = name.rsplit('/', 1)[-1]
-    if leaf == 'Momentum':
-        value = rng.standard_normal(shape) * 1e-3
-    elif leaf == 'weights':
-        value = rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]))
-    elif leaf == 'depthwise_weights':
-        value = rng.standard_normal(shape) / np.sqrt(shape[0] * shape[1])
-    elif leaf in ('gamma', 'moving_variance'):
-        value = rng.uniform(0.5, 1.5, size=shape)
-    elif leaf in ('beta', 'moving_mean', 'biases'):
-        value = rng.standard_normal(shape) * 0.1
-    else:
-        raise ValueError(f'no value rule for TF variable {name!r}')
-    return value.astype(dtype)
-
-
 def trainable(name):
     """Whether TF trains a model variable (all but BN's moving statistics),
     i.e. whether a training checkpoint holds a ``/Momentum`` slot for it."""
@@ -530,16 +500,20 @@ def checkpoint_tensors(subset=None):
     """name -> array of a training checkpoint of :data:`REFERENCE_CONFIG`'s
     model as TF leaves it (the model variables, the first ``subset`` in
     name order, a ``/Momentum`` slot for each trainable one and
-    ``global_step``), with :func:`synthetic_value`'s values."""
+    ``global_step``), of seeded random float32 values (their size, not
+    their values, is what reading and converting cost)."""
+    import numpy as np
+
     from ..converters import load_model_config, tf_variables
     variables = tf_variables(load_model_config(osp.join(REPO,
                                                         REFERENCE_CONFIG)))
-    tensors = {'global_step': synthetic_value('global_step', ())}
+    rng = np.random.default_rng(0)
+    tensors = {'global_step': np.asarray(30000, np.int64)}
     for name in sorted(variables)[:subset]:
-        tensors[name] = synthetic_value(name, variables[name])
-        if trainable(name):
-            tensors[name + '/Momentum'] = synthetic_value(
-                name + '/Momentum', variables[name])
+        slots = ('', '/Momentum') if trainable(name) else ('', )
+        for slot in slots:
+            tensors[name + slot] = rng.standard_normal(
+                variables[name], np.float32) * np.float32(0.1)
     return tensors
 
 
