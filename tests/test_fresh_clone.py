@@ -71,7 +71,10 @@ def test_whole_suite_collects_in_a_clone(clone):
 
 
 def test_reference_free_tests_pass_in_a_clone(clone):
-    proc = _pytest(clone, '-v', '-rs', *NEEDS_REFERENCES)
+    # (test_convert_tool's per-family ImageNet-initialisation trainings are
+    # left to the main run: their data is written by the test either way.)
+    proc = _pytest(clone, '-v', '-rs', *NEEDS_REFERENCES, '-k',
+                   'not shipped_config')
     out = proc.stdout
     assert proc.returncode == 0, out[-6000:]
     outcomes = re.findall(r'^(tests/\S+?)::(\w+)\S* (PASSED|SKIPPED|FAILED)',
