@@ -8,18 +8,19 @@ of TF DeepLab's train.py on a fixed batch from known initial values
 ``tools/train.py`` trains 3 iterations with the family's shipped config
 (only the run set-up changed: data, batch 2 without shuffling or random
 ops, crop 129, dropout 0, learning rate 0.007 over a 10-iteration poly
-horizon, checkpoints after iterations 1 and 3, ``load_from``) and every
+horizon, a checkpoint after each iteration, ``load_from``; the set-up of
+tests/train_parity.py, shared with the MobileNetV2 test) and every
 stored update is compared with ours.
 """
 import glob
 import json
 import os
 import os.path as osp
-import textwrap
 
 import numpy as np
 
 import tf_values
+import train_parity as parity
 from conftest import REPO, run_tool
 
 DATA = osp.join(REPO, 'tests', 'tf_train')
@@ -53,102 +54,55 @@ def initial_tensors(ref):
 
 
 def write_batch(ref, root):
-    """The reference's batch as image/label PNGs ``0.png``, ``1.png``."""
+    """The reference's batch as a VOC-layout data set
+    (:func:`train_parity.write_voc_folder`), in batch order."""
     import cv2
     images, labels = tf_values.make_batch(ref['crop'], ref['num_classes'],
                                           ref['ignore_label'])
-    for sub in ('img', 'ann'):
-        os.makedirs(osp.join(root, sub), exist_ok=True)
+    os.makedirs(osp.join(root, 'png'), exist_ok=True)
+    image_files, label_files = [], []
     for i, (image, label) in enumerate(zip(images, labels)):
-        cv2.imwrite(osp.join(root, 'img', f'{i}.png'), image[..., ::-1])
-        cv2.imwrite(osp.join(root, 'ann', f'{i}.png'), label)
-    return root
+        image_files.append(osp.join(root, 'png', f'image_{i}.png'))
+        label_files.append(osp.join(root, 'png', f'label_{i}.png'))
+        cv2.imwrite(image_files[-1], image[..., ::-1])
+        cv2.imwrite(label_files[-1], label)
+    return parity.write_voc_folder(osp.join(root, 'voc'), image_files,
+                                   label_files)
 
 
-def parity_config(ref, config, data_root, load_from, path):
-    """``config`` (a shipped config) with only the run set-up changed; the
-    schedule's horizon goes on the command line (:data:`HORIZON_OPTION`),
-    so the shipped schedule's type stays."""
-    crop = ref['crop']
-    classes = tuple(str(c) for c in range(ref['num_classes']))
-    text = f"""\
-        _base_ = [{osp.join(REPO, config)!r}]
-        pipeline = [dict(type='LoadImageFromFile'),
-                    dict(type='LoadAnnotations'),
-                    dict(type='PackSegInputs')]
-        train_dataloader = dict(
-            batch_size=2, num_workers=0, persistent_workers=False,
-            sampler=dict(type='InfiniteSampler', shuffle=False),
-            dataset=dict(
-                _delete_=True, type='BaseSegDataset',
-                data_root={data_root!r},
-                data_prefix=dict(img_path='img', seg_map_path='ann'),
-                img_suffix='.png', seg_map_suffix='.png',
-                metainfo=dict(classes={classes!r}),
-                pipeline=pipeline))
-        val_dataloader = None
-        val_evaluator = None
-        val_cfg = None
-        test_dataloader = None
-        test_evaluator = None
-        test_cfg = None
-        data_preprocessor = dict(size=({crop}, {crop}))
-        model = dict(
-            data_preprocessor=data_preprocessor,
-            backbone=dict(init_cfg=None),
-            decode_head=dict(dropout_ratio=0.0,
-                             num_classes={ref['num_classes']},
-                             ignore_index={ref['ignore_label']}))
-        optim_wrapper = dict(optimizer=dict(lr=0.007))
-        train_cfg = dict(max_iters=3, val_interval=1000)
-        log_processor = dict(window_size=1)
-        default_hooks = dict(
-            logger=dict(interval=1),
-            checkpoint=dict(interval=2, save_begin=1, max_keep_ckpts=-1,
-                            save_optimizer=False, save_param_scheduler=False))
-        load_from = {load_from!r}
-        """
-    with open(path, 'w') as f:
-        f.write(textwrap.dedent(text))
-    return str(path)
-
-
-# TF's training_number_of_steps 10 as the shipped schedule's end.
-HORIZON_OPTION = ['--cfg-options', 'param_scheduler.0.end=10']
+def flag(ref, name):
+    """The value of TF's ``--name=value`` flag of the reference run."""
+    prefix = f'--{name}='
+    return next(f[len(prefix):] for f in ref['flags'] if f.startswith(prefix))
 
 
 def train_like_tf(ref, tmp_path):
-    """Initial checkpoint -> convert -> train; returns the work dir and the
+    """Initial checkpoint -> convert -> train (the shipped config with only
+    the run set-up changed: :func:`train_parity.write_derived_config`);
+    returns the work dir, the run's output, the initial values and the
     converter's info for naming."""
     from deeplabplus_mm.converters import inspect_variables, write_checkpoint
     init = initial_tensors(ref)
     write_checkpoint(str(tmp_path / 'init' / 'model.ckpt'), init)
     pth = str(tmp_path / 'init.pth')
     data = write_batch(ref, str(tmp_path / 'data'))
-    cfg = parity_config(ref, ref['our_config'], data, pth,
-                        tmp_path / 'parity.py')
+    cfg = parity.write_derived_config(
+        str(tmp_path / 'parity.py'), osp.join(REPO, ref['our_config']),
+        data, pth, max_iters=len(ref['steps']),
+        batch=int(flag(ref, 'train_batch_size')),
+        crop=(ref['crop'], ref['crop']), num_classes=ref['num_classes'],
+        lr=float(flag(ref, 'base_learning_rate')),
+        head=dict(num_classes=ref['num_classes'],
+                  ignore_index=ref['ignore_label']))
     # converted for the config trained (ADE20K: all 151 TF classes)
-    convert = ['tools/convert_tf_checkpoint.py', str(tmp_path / 'init'), pth,
-               '--config', cfg]
-    if ref['num_classes'] == 151:
-        convert.append('--keep-background-class')
-    run_tool(*convert)
+    extra = ['--keep-background-class'] if ref['num_classes'] == 151 else []
+    parity.convert(str(tmp_path / 'init'), pth, cfg, *extra)
     work_dir = str(tmp_path / 'work')
     out = run_tool('tools/train.py', cfg, '--work-dir', work_dir,
-                   *HORIZON_OPTION).stdout
+                   *parity.train_args(
+                       int(flag(ref, 'training_number_of_steps')))).stdout
     info = inspect_variables({k: v.shape for k, v in init.items()})
     return work_dir, out, init, info
-
-
-def read_log(work_dir):
-    """Per iteration (cross-entropy, learning rate) from mmengine's
-    scalars.json (full precision, unlike the text log)."""
-    (path, ) = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    rows = sorted((r for r in rows if 'decode.loss_ce' in r),
-                  key=lambda r: r['step'])
-    return [(r['decode.loss_ce'], r['lr']) for r in rows]
 
 
 def to_tf_layout(name, value):
@@ -174,20 +128,17 @@ def update_error(ours, ref, weight):
 def compare(ref, work_dir, init, info):
     """Every stored update against ours; returns (failures, summary):
     failures as 'name step k: ...' lines."""
-    import torch
     from deeplabplus_mm.converters import map_name
     failures, rels, unmapped = [], [], []
     for step in STEPS:
-        state = torch.load(osp.join(work_dir, f'iter_{step}.pth'),
-                           map_location='cpu',
-                           weights_only=False)['state_dict']
+        state = parity.load_state(osp.join(work_dir, f'iter_{step}.pth'))
         for var in ref['variables']:
             name = var['name']
             key = map_name(name, info)
             if key is None or key not in state:
                 unmapped.append(name)
                 continue
-            after = to_tf_layout(name, state[key].double().numpy())
+            after = to_tf_layout(name, state[key])
             update = (after - init[name]).reshape(-1)
             idx = tf_values.sample_indices(name, update.size)
             stored = ref['updates'][f'{name}|{step}'].astype(np.float64)
@@ -216,7 +167,8 @@ def compare(ref, work_dir, init, info):
 def step_errors(ref, work_dir):
     """Lines for the steps whose cross-entropy is not TF's within CE_RTOL
     or whose learning rate is not within 1e-6."""
-    ours = read_log(work_dir)
+    ours = [(r['decode.loss_ce'], r['lr'])
+            for r in parity.read_train_log(work_dir)]
     assert len(ours) == len(ref['steps']), (ours, ref['steps'])
     lines = []
     for (ce, lr), tf in zip(ours, ref['steps']):

@@ -110,15 +110,17 @@ def make_voc_folder(ref_dir: str, root: str, batch: int) -> str:
 def write_derived_config(path: str, config: str, data_root: str,
                          load_from: str, max_iters: int, batch: int,
                          crop: tuple, num_classes: int, lr: float,
-                         **extra) -> str:
+                         head: Optional[dict] = None, **extra) -> str:
     """A config that inherits the shipped ``config`` and changes only the
     run's set-up: the data set under ``data_root`` (:func:`write_voc_folder`;
     ``batch`` images per step, no shuffling, loaded and packed without
     random transforms, padded to ``crop``), dropout off (the references'
     one deviation), base learning rate ``lr``, ``max_iters`` steps with a
     checkpoint and a log line (window 1) after each, no validation,
-    ``load_from``; ``extra``: more top-level keys. The schedule's horizon
-    is set on the command line (:func:`train_args`)."""
+    ``load_from``; ``head``: more decode-head settings (the classes and
+    ignored label of a data set's TF training); ``extra``: more top-level
+    keys. The schedule's horizon is set on the command line
+    (:func:`train_args`)."""
     pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='LoadVOCAnnotations', num_classes=num_classes),
@@ -144,7 +146,7 @@ def write_derived_config(path: str, config: str, data_root: str,
         model=dict(
             data_preprocessor=dict(size=tuple(crop)),
             backbone=dict(init_cfg=None),
-            decode_head=dict(dropout_ratio=0.0)),
+            decode_head=dict(dropout_ratio=0.0, **(head or {}))),
         optim_wrapper=dict(optimizer=dict(lr=float(lr))),
         train_cfg=dict(max_iters=max_iters),
         log_processor=dict(window_size=1),
