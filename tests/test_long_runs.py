@@ -146,7 +146,10 @@ def test_slurm_requeue_resumes(tmp_path, two_ranks, fake_slurm):
             proc.kill()
     assert 'Restarted' not in log.read_text()
     assert not osp.exists(osp.join(work, 'iter_4.pth'))
-    env['SLURM_RESTART_COUNT'] = '1'
+    # The requeued job: a new job step, on a port of its own (the killed
+    # step's surviving task may still hold the first one for a moment).
+    port = str(_free_port())
+    env.update(SLURM_RESTART_COUNT='1', PORT=port, MASTER_PORT=port)
     proc = subprocess.run(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True,
                           timeout=TIMEOUT)
