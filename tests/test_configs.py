@@ -32,9 +32,10 @@ LEAVES = [c for c in CONFIGS
 DEMO_FOLDER = 'demo'
 RATES = {16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
 # mmseg's config naming; the backbone is a name ('xception65', 'r101',
-# 'mobilenetv2') plus '-<abbreviation><digits>' modifiers ('-dm05').
+# 'mobilenetv2') plus '-<abbreviation><digits>' modifiers ('-dm05') or
+# '-<word>' variants that the type names ('resnet50-beta': ResNetV1BetaTF).
 NAME = re.compile(r'^(?P<algo>[a-z][a-z0-9]*)_'
-                  r'(?P<backbone>[a-z][a-z0-9]*(?:-[a-z]+\d+)*)'
+                  r'(?P<backbone>[a-z][a-z0-9]*(?:-[a-z]+\d*)*?)'
                   r'-d(?P<os>\d+)_(?P<gpus>\d+)xb(?P<batch>\d+)-'
                   r'(?P<iters>\d+(?:k|it))_(?P<dataset>[\w-]+)-'
                   r'(?P<h>\d+)x(?P<w>\d+)\.py$')
@@ -146,6 +147,9 @@ def check_backbone_name(name, backbone, bb):
         assert token in kind, f'{name}: {bb.type} is no {token}'
     given = {}
     for modifier in modifiers:
+        if modifier.isalpha():  # a variant: the type says it
+            assert modifier in kind, f'{name}: {bb.type} is no {modifier}'
+            continue
         abbr, digits = re.fullmatch(r'([a-z]+)(\d+)', modifier).groups()
         assert abbr in MODIFIERS, f'{name}: unknown modifier {modifier}'
         given[abbr] = float(f'{digits[0]}.{digits[1:] or 0}')

@@ -240,7 +240,7 @@ def test_converting_imports_neither_mmseg_nor_mmcv(tmp_path, deeplab_ckpt):
 
 
 @pytest.mark.parametrize('root,family', [
-    ('resnet_v1_101', 'resnet_v1 / resnet_v1_beta'),
+    ('resnet_v1_18', 'resnet_v1_18'),
     ('pnasnet', 'NAS (pnasnet)'),
     ('MobilenetV3', 'mobilenet_v3'),
 ])

@@ -186,7 +186,41 @@ MOBILENET_V2 = Family(
     config_name=_mobilenet_v2_name,
     variant_name=_mobilenet_v2_variant_name)
 
-FAMILIES: List[Family] = [XCEPTION, MOBILENET_V2]
+
+def _resnet_v1_beta_variant(shapes, root):
+    """The depth (root scope ``resnet_v1_<depth>/``) when the checkpoint
+    is the beta variant (the three-conv root ``conv1_1..3``, not slim's 7x7
+    ``conv1``) with that depth's number of units in block 3; None else."""
+    from ..archs import resnet_v1_beta
+    depth = int(root.group('depth'))
+    prefix = root.group(0)
+    if f'{prefix}conv1_1/weights' not in shapes:
+        return dict(depth=None, root='not the beta root conv1_1..3 (slim '
+                    'resnet_v1 with a 7x7 conv1?)')
+    units = resnet_v1_beta.BLOCKS[depth][2][2]
+    block3 = {name.split('/')[2] for name in shapes
+              if name.startswith(f'{prefix}block3/unit_')}
+    return dict(depth=depth if len(block3) == units else None)
+
+
+RESNET_V1_BETA = Family(
+    name='resnet_v1_beta',
+    model_type='ResNetV1BetaTF',
+    root=re.compile(r'resnet_v1_(?P<depth>50|101)/'),
+    table=ScopeTable(
+        [('conv1_{k}', 'conv1_{k}'),
+         ('block{b}/unit_{u}/bottleneck_v1/{op}', 'block{b}.unit_{u}.{op}'),
+         # containers (no variables of their own; for map_scope)
+         ('block{b}/unit_{u}/bottleneck_v1', 'block{b}.unit_{u}')],
+        dict(k=r'\d', b=r'\d', u=r'\d+', op='shortcut|conv[123]')),
+    # the ImageNet classifier's logits
+    ignored=re.compile(r'resnet_v1_\d+/logits/'),
+    variant=_resnet_v1_beta_variant,
+    root_of=lambda args: f'resnet_v1_{args.get("depth", 50)}/',
+    config_name=lambda args: f'resnet{args.get("depth", 50)}-beta',
+    variant_name=lambda args: f'resnet_v1_{args.get("depth", 50)}_beta')
+
+FAMILIES: List[Family] = [XCEPTION, MOBILENET_V2, RESNET_V1_BETA]
 
 
 def family_named(name: str) -> Family:
@@ -195,7 +229,7 @@ def family_named(name: str) -> Family:
 # TF DeepLab backbones (feature_extractor.name_scope) and other slim nets we
 # do not convert: root scope regex -> family name for the error message.
 UNSUPPORTED_FAMILIES = [
-    (re.compile(r'resnet_v1_\d+/'), 'resnet_v1 / resnet_v1_beta'),
+    (re.compile(r'resnet_v1_18/'), 'resnet_v1_18'),
     (re.compile(r'pnasnet/'), 'NAS (pnasnet)'),
     (re.compile(r'hnasnet/'), 'NAS (hnasnet)'),
     (re.compile(r'MobilenetV3/'), 'mobilenet_v3'),
