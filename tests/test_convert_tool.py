@@ -425,6 +425,7 @@ IMAGENET_FAMILIES = {
     'xception_71': ('deeplabv3plus', 'xception71'),
     'mobilenet_v2': ('deeplabv3', 'mobilenetv2'),
     'mobilenet_v2_dm05': ('deeplabv3', 'mobilenetv2-dm05'),
+    'resnet_v1_50': ('deeplabv3plus', 'resnet50-beta'),
 }
 
 
@@ -447,6 +448,8 @@ def test_imagenet_checkpoint_initialises_shipped_config(tmp_path, synth_voc,
               '513x513.py')
     if family.startswith('xception'):
         names = tf_names.xception(int(family[-2:]))
+    elif family.startswith('resnet'):
+        names = tf_names.resnet_v1_beta(int(family.rsplit('_', 1)[1]))
     else:
         names = tf_names.mobilenet_v2(0.5 if family.endswith('dm05') else
                                       1.0)

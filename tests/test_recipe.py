@@ -23,6 +23,8 @@ FAMILIES = [
     'deeplabv3plus/deeplabv3plus_mobilenetv2-d16_4xb4-150k_ade20k-'
     '257x257.py',
     'dpc/dpc_xception71-d16_4xb2-90k_cityscapes-769x769.py',
+    'deeplabv3plus/deeplabv3plus_resnet50-beta-d16_4xb4-30k_voc12aug-'
+    '513x513.py',
 ]
 R101 = 'deeplabv3plus/deeplabv3plus_r101-d16_4xb4-30k_voc12aug-513x513.py'
 # model.get_extra_layer_scopes(last_layers_contain_logits_only=False)
@@ -66,7 +68,7 @@ def test_optimizer_groups_follow_tf_rules(path, last):
     """Every parameter's learning rate and weight decay are TF's for its
     variable (named by our converter's tables): lr x the gradient
     multiplier of its name (biases 2, last layers ``last``, their biases
-    2 x ``last``), decay 4e-5 on ``weights`` (conv, not
+    2 x ``last``), decay 4e-5 (ResNet 1e-4) on ``weights`` (conv, not
     ``depthwise_weights``, BN or biases); BN momentum and eps per layer
     as TF's."""
     from deeplabplus_mm.converters import tf_variable_names
@@ -74,13 +76,16 @@ def test_optimizer_groups_follow_tf_rules(path, last):
     base_lr = cfg.optim_wrapper.optimizer.lr
     names = tf_variable_names(cfg.model.to_dict())
     group_of = {id(p): g for g in optim.param_groups for p in g['params']}
+    # TF's weight decay for ResNet: 1e-4 (train.py's note on the flag)
+    resnet = 'resnet_v1' in ''.join(n for n in names.values() if n)
     seen = set()
     for key, param in model.named_parameters():
         tf_name = names[key]
         group = group_of.pop(id(param))  # every parameter, exactly once
         multiplier = tf_gradient_multiplier(tf_name, last)
         assert group['lr'] == pytest.approx(base_lr * multiplier), tf_name
-        decay = 4e-5 if tf_name.endswith('/weights') else 0.0
+        decay = (1e-4 if resnet else 4e-5) if tf_name.endswith(
+            '/weights') else 0.0
         assert group['weight_decay'] == pytest.approx(decay), tf_name
         assert group['momentum'] == 0.9 and group['dampening'] == 0
         assert not group['nesterov']
@@ -89,17 +94,21 @@ def test_optimizer_groups_follow_tf_rules(path, last):
     # the rules are exercised: biases, depthwise, BN, head and backbone
     leaves = {leaf for leaf, _ in seen}
     assert {'weights', 'depthwise_weights', 'gamma', 'beta',
-            'biases'} <= leaves
+            'biases'} <= leaves  # ResNet: depthwise in the head
     assert ('biases', 2 * last) in seen and ('weights', 1.0) in seen
     # BN: TF decay 0.997 in MobileNetV2's backbone (mobilenet's
-    # training_scope), 0.9997 elsewhere; eps 1e-3 backbone, 1e-5 head
+    # training_scope), 0.95 in ResNet's, 0.9997 elsewhere; eps 1e-3
+    # backbone (ResNet 1e-5), 1e-5 head
     mobilenet = 'MobilenetV2' in ''.join(n for n in names.values() if n)
     for name, m in model.named_modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             backbone = name.startswith('backbone.')
             momentum = 3e-3 if backbone and mobilenet else 3e-4
+            eps = 1e-3 if backbone else 1e-5
+            if backbone and resnet:  # extract_features: 0.95, 1e-5
+                momentum, eps = 0.05, 1e-5
             assert m.momentum == pytest.approx(momentum), name
-            assert m.eps == pytest.approx(1e-3 if backbone else 1e-5), name
+            assert m.eps == pytest.approx(eps), name
     # mmengine logs the first group's lr: the base one
     assert optim.param_groups[0]['lr'] == pytest.approx(base_lr)
 

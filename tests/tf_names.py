@@ -92,6 +92,33 @@ def xception(arch):
     return names
 
 
+# core/resnet_v1_beta.py: (bottleneck depth, units) per block; block 4 has
+# one unit per multi_grid rate (3).
+RESNET_V1_BETA_UNITS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+
+
+def resnet_v1_beta(depth):
+    """resnet_v1_<depth>/: the beta root conv1_1..3 (64, 64, 128) and the
+    bottleneck units (shortcut conv only where the depth changes: unit_1
+    of each block)."""
+    root = f'resnet_v1_{depth}'
+    names = (conv(f'{root}/conv1_1', 3, 3, 3, 64) +
+             conv(f'{root}/conv1_2', 3, 3, 64, 64) +
+             conv(f'{root}/conv1_3', 3, 3, 64, 128))
+    channels = 128
+    for b, units in enumerate(RESNET_V1_BETA_UNITS[depth], 1):
+        base = 64 * 2 ** (b - 1)
+        for u in range(1, units + 1):
+            unit = f'{root}/block{b}/unit_{u}/bottleneck_v1'
+            if channels != 4 * base:
+                names += conv(f'{unit}/shortcut', 1, 1, channels, 4 * base)
+            names += (conv(f'{unit}/conv1', 1, 1, channels, base) +
+                      conv(f'{unit}/conv2', 3, 3, base, base) +
+                      conv(f'{unit}/conv3', 1, 1, base, 4 * base))
+            channels = 4 * base
+    return names
+
+
 def image_pooling_aspp0(cin):
     """model.extract_features without atrous rates: image_pooling, aspp0,
     concat_projection of the two."""
@@ -172,9 +199,9 @@ def values(names, step=1000, momentum=True):
 
 def imagenet_classifier(family):
     """What an ImageNet classifier checkpoint holds beyond DeepLab's backbone
-    (the converter skips it): Xception's 1001-way ``logits``; slim
+    (the converter skips it): Xception's and ResNet's ``logits``; slim
     MobileNetV2's 1280-channel ``Conv_1`` and ``Logits``."""
-    if family.startswith('xception'):
+    if family.startswith(('xception', 'resnet')):
         return [(f'{family}/logits/weights', (1, 1, 2048, 1001)),
                 (f'{family}/logits/biases', (1001, ))]
     cin = MOBILENET_V2_DEPTHS[1.0 if family == 'mobilenet_v2' else 0.5][-1]

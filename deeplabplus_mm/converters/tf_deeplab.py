@@ -468,7 +468,8 @@ def convert_checkpoint(reader,
                        keep_background_class: bool = False,
                        configs_dir: str = DEFAULT_CONFIGS_DIR,
                        progress: Optional[Callable[[int, int], None]] = None,
-                       momentum: bool = False) -> dict:
+                       momentum: bool = False,
+                       backbone_only: bool = False) -> dict:
     """Convert an open checkpoint into a ``.pth`` file (torch's format,
     written without torch, atomically: ``out + '.tmp'`` then renamed).
 
@@ -482,6 +483,9 @@ def convert_checkpoint(reader,
             checkpoints instead of dropping it.
         configs_dir: where suggested configs are looked up.
         progress: called with (tensors written so far, tensors to write).
+        backbone_only: convert the backbone alone (as an initial
+            checkpoint, like the ImageNet ones), also from a checkpoint
+            with a DeepLab head (listed in ``ignored``).
         momentum: also write the ``/Momentum`` slots (TF's momentum
             accumulators, in torch's layout) of the converted variables as
             ``tf_momentum`` (``state_dict`` key -> tensor), for
@@ -502,6 +506,8 @@ def convert_checkpoint(reader,
     from .torch_format import TorchFileWriter
     shapes = {name: tuple(reader.shape(name)) for name in reader.names()}
     info = inspect_variables(shapes)
+    if backbone_only:  # an initial checkpoint: its head is left out
+        info = info._replace(head=None, num_classes=None, decoder=False)
     drop = False if keep_background_class else None
     classes = None
     if config is None:

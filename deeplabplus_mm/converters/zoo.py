@@ -93,9 +93,6 @@ _NO_MNV3 = ('not yet supported: MobileNetV3 backbone (no MobileNetV3 '
             'model or name table here)')
 _NO_EDGETPU = ('not yet supported: EdgeTPU-MobileNet backbone (no model or '
                'name table here)')
-_NO_RESNET = ('not yet supported: TF\'s resnet_v1_beta (no name table for '
-              'it here; mmseg\'s ResNetV1c configs start from mmcv\'s '
-              'ImageNet weights)')
 _NO_8BIT = ('not yet supported: quantization-aware (8-bit) checkpoint '
             '(fake-quantisation ranges; the float row converts)')
 
@@ -226,8 +223,11 @@ ZOO_ROWS: List[Row] = [
         TF_MODELS + 'deeplabv3_xception_2018_01_04.tar.gz', 'imagenet',
         'xception_65', None, None, _cfg(_V3P, _X65.format(16, _VOC)), (),
         '447MB', out='checkpoints/xception65_imagenet.pth'),
-    # taken to hold the backbone alone, like the other initial checkpoints
-    # (not seen here); a tarball with a head fails the content check
+    # DeepLab's COCO-pretrained segmentor (the tarball's
+    # x65-b2u1s2p-d48-2-3x256-sc-cr300k_init: decoder end point
+    # block2/unit_1/separable_conv2_pointwise, 48-channel projection,
+    # separable ASPP), an initial checkpoint: its backbone initialises the
+    # Xception-65 configs, any head in it is left out (not seen here)
     Row('xception_65_imagenet_coco',
         TF_MODELS + 'xception_65_coco_pretrained_2018_10_02.tar.gz',
         'imagenet', 'xception_65', None, None,
@@ -238,10 +238,14 @@ ZOO_ROWS: List[Row] = [
         out='checkpoints/xception71_imagenet.pth'),
     Row('resnet_v1_50_beta_imagenet',
         TF_MODELS + 'resnet_v1_50_2018_05_04.tar.gz', 'imagenet',
-        'resnet_v1_50_beta', None, None, None, (), '274MB', _NO_RESNET),
+        'resnet_v1_50_beta', None, None,
+        _cfg(_V3P, 'deeplabv3plus_resnet50-beta-d16_' + _VOC), (), '274MB',
+        out='checkpoints/resnet_v1_50_beta_imagenet.pth'),
     Row('resnet_v1_101_beta_imagenet',
         TF_MODELS + 'resnet_v1_101_2018_05_04.tar.gz', 'imagenet',
-        'resnet_v1_101_beta', None, None, None, (), '477MB', _NO_RESNET),
+        'resnet_v1_101_beta', None, None,
+        _cfg(_V3P, 'deeplabv3plus_resnet101-beta-d16_' + _VOC), (), '477MB',
+        out='checkpoints/resnet_v1_101_beta_imagenet.pth'),
     # slim's MobileNetV2 (model_zoo.md points to it), which the zoo's
     # MobileNetV2 models start from
     Row('mobilenet_v2_1.0_224', SLIM_MOBILENET_V2 + 'mobilenet_v2_1.0_224.tgz',
@@ -478,9 +482,12 @@ def describe(variant: str, head: Optional[str],
 
 def check_content(row: Row, variant: str, head: Optional[str],
                   classes: Optional[int], path: str) -> None:
-    """Raises ZooError unless a checkpoint holds what ``row`` says."""
+    """Raises ZooError unless a checkpoint holds what ``row`` says (an
+    initial checkpoint's row: its backbone, with or without a head)."""
     want = describe(row.variant, row.head, row.classes)
     got = describe(variant, head, classes)
+    if row.head is None and variant == row.variant:
+        return
     if want != got:
         raise ZooError(
             f'{path} is not the expected checkpoint of {row.name}: it holds '
@@ -568,7 +575,8 @@ def convert_row(row: Row, out: Optional[str] = None,
             meta = convert_checkpoint(
                 reader, out, config=config,
                 keep_background_class=keep_background_class,
-                configs_dir=configs_dir, progress=progress)
+                configs_dir=configs_dir, progress=progress,
+                backbone_only=row.head is None)
     except (TFCheckpointError, ConversionError, ZooError) as e:
         if checked:
             raise ZooError(f'{tarball}: {e}') from None
