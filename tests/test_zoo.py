@@ -217,6 +217,57 @@ def test_imagenet_row_lands_where_the_configs_expect_it(tmp_path):
     assert repo_cfg.model.backbone.init_cfg.checkpoint == out
 
 
+def test_every_initial_checkpoint_lands_where_its_config_expects_it():
+    """Each ImageNet row's default output is the file its config's
+    backbone init_cfg names (ResNet-v1-beta and Xception alike)."""
+    from mmengine.config import Config
+    rows = [r for r in ZOO.values() if r.head is None and r.out]
+    assert {'resnet_v1_50_beta_imagenet', 'resnet_v1_101_beta_imagenet',
+            'xception_65_imagenet'} <= {r.name for r in rows}
+    for row in rows:
+        cfg = Config.fromfile(osp.join(REPO, row.config))
+        assert cfg.model.backbone.init_cfg.checkpoint == row.out, row.name
+
+
+@pytest.mark.parametrize('head', ['aspp_decoder', 'logits'])
+def test_coco_initial_checkpoint_gives_its_backbone(tmp_path, head):
+    """xception_65_imagenet_coco is DeepLab's COCO-pretrained model (its
+    tarball's x65-b2u1s2p-d48-2-3x256-sc-cr300k_init.ckpt); whether it
+    holds the ASPP and decoder alone or the logits too, the row converts
+    its backbone (as the other initial checkpoints, every value exact) into
+    the file the Xception-65 configs can start from, and says what it left
+    out."""
+    row = ZOO['xception_65_imagenet_coco']
+    backbone = tf_names.xception(65)
+    extra = tf_names.aspp(2048) + tf_names.decoder(256)
+    if head == 'logits':
+        extra += tf_names.logits(91)
+    data, tensors = zoo_tarball(
+        tmp_path, backbone + extra, member='xception_65_coco_pretrained/'
+        'x65-b2u1s2p-d48-2-3x256-sc-cr300k_init.ckpt')
+    (tmp_path / 'mirror').mkdir()
+    (tmp_path / 'mirror' / row.filename).write_bytes(data)
+    out = tmp_path / 'coco_init.pth'
+    log = zoo_cli(row.name, str(out), '--mirror', str(tmp_path / 'mirror'),
+                  cache=tmp_path / 'cache').stdout
+    assert 'xception_65 ImageNet backbone' in log
+    assert f'left out {len(extra)} TF variables of its DeepLab head' in log
+    sd = torch.load(out)['state_dict']
+    assert not any(k.startswith(('decode_head', 'backbone.')) for k in sd)
+    weights = [k for k in sd if not k.endswith('num_batches_tracked')]
+    assert len(weights) == len(backbone)
+    assert np.array_equal(
+        sd['exit_flow.block2.unit_1.separable_conv3.pointwise_conv.bn.'
+           'running_var'].numpy(),
+        tensors['xception_65/exit_flow/block2/unit_1/xception_module/'
+                'separable_conv3_pointwise/BatchNorm/moving_variance'])
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.splitext(out)[0] + '.py')
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained',
+                                               checkpoint=str(out))
+    assert cfg.model.backbone.arch == 65
+
+
 def test_interrupted_transfer_resumes(tmp_path, server, tarball):
     """A connection lost mid-transfer is resumed with an HTTP Range request
     in the same run; so is the part file an interrupted run left."""

@@ -137,6 +137,9 @@ def zoo_main(args):
           f'tensors, classes: {meta["num_classes"]} -> {out}, config: '
           f'{config} ({time.perf_counter() - start:.2f} s)')
     if not meta['segmentor']:
+        if meta['head_left_out']:
+            print(f'left out {meta["head_left_out"]} TF variables of its '
+                  'DeepLab head: an initial checkpoint gives the backbone')
         print(f'{config} trains from it (model.backbone.init_cfg); the '
               f'configs of {meta["variant"]} expect it at {row.default_out}')
         return

@@ -548,8 +548,9 @@ def convert_row(row: Row, out: Optional[str] = None,
     ``out`` and write that config next to it (:func:`config_path`).
 
     Returns:
-        dict: the converter's ``meta`` plus ``out``, ``written_config`` and
-        ``tarball``.
+        dict: the converter's ``meta`` plus ``out``, ``written_config``,
+        ``tarball`` and ``head_left_out`` (the number of TF variables of a
+        DeepLab head that an initial checkpoint's conversion left out).
 
     Raises:
         ZooError: an unsupported row, a failed download, a tarball that is
@@ -585,6 +586,9 @@ def convert_row(row: Row, out: Optional[str] = None,
     classes = meta['num_classes'] if (
         row.head and meta['num_classes'] != meta['config_num_classes']) \
         else None
+    from .name_tables import HEAD_ROOTS
+    meta.update(head_left_out=sum(bool(HEAD_ROOTS.match(n))
+                                  for n in meta['ignored']))
     meta.update(out=out, tarball=tarball,
                 written_config=write_config(row, config, out, classes))
     return meta
