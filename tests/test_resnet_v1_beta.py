@@ -212,3 +212,28 @@ def test_frozen_stages_and_norm_eval():
                    if isinstance(m, _BatchNorm))
     assert np.isclose(model.conv1_1.bn.eps, 1e-5)
     assert np.isclose(model.conv1_1.bn.momentum, 0.05)
+
+
+@pytest.mark.parametrize('depth', [50, 101])
+def test_generated_names_are_tensorflows(depth):
+    """tf_names.resnet_v1_beta (which the tests above and the ImageNet
+    test write checkpoints from) lists the variables TF DeepLab created for
+    the stored reference, its convolutions in TF's order."""
+    import os.path as osp
+
+    from conftest import REPO
+    path = osp.join(REPO, 'tests', 'tf_eval', f'resnet{depth}beta_voc_os16',
+                    'variables.tsv')
+    with open(path) as f:
+        tf_table = [(name, tuple(int(s) for s in shape.split(',')))
+                    for name, shape in (line.rstrip('\n').split('\t')
+                                        for line in f)]
+    backbone = [(n, s) for n, s in tf_table
+                if n.startswith(f'resnet_v1_{depth}/')]
+    ours = tf_names.resnet_v1_beta(depth)
+    assert sorted(backbone) == sorted(ours)
+    # the convolutions in TF's creation order (BN leaves aside)
+    assert [n for n, _ in backbone if n.endswith('/weights')] == [
+        n for n, _ in ours if n.endswith('/weights')]
+    head = tf_names.aspp(2048) + tf_names.decoder(256) + tf_names.logits(21)
+    assert sorted(tf_table) == sorted(backbone + head)
