@@ -370,7 +370,7 @@ def check_against(init, steps, after, folder):
 
 
 def _tf215_shims():
-    """Two renames between tf_slim 1.1 / TF 2.15 / tf_keras 2.15.1.
+    """Three renames between tf_slim 1.1 / TF 2.15 / tf_keras 2.15.1.
     TF 2.15's tensorflow/python/layers/normalization.py (slim's
     fused batch norm) loads ``tf_keras.legacy_tf_layers.normalization``,
     which tf_keras 2.15.1 ships as ``tf_keras.src.legacy_tf_layers``."""
@@ -390,6 +390,11 @@ def _tf215_shims():
     for name in ('Tensor', 'IndexedSlices'):
         if not hasattr(ops, name):
             setattr(ops, name, getattr(tf, name))
+    # deeplab/core/conv2d_ws.py (ResNet-v1-beta) calls the Keras conv's
+    # private _convolution_op, public as convolution_op in Keras 2.15.
+    conv = tf.keras.layers.Conv2D
+    if not hasattr(conv, '_convolution_op'):
+        conv._convolution_op = conv.convolution_op
 
 
 def setup_tf(tf_code):
