@@ -66,6 +66,36 @@ CASES = {
                '--dense_prediction_cell_json={tf_code}/deeplab/core/'
                'dense_prediction_cell_branch5_top1_cityscapes.json'],
         output_stride=16, num_classes=19, sizes=[(65, 65), (71, 93)]),
+    'resnet50beta_voc_os16': dict(
+        description='resnet_v1_50_beta DeepLab v3+ PASCAL VOC (OS 16, '
+        'multi-grid 1,2,4, ASPP 6/12/18, decoder at OS 4)',
+        config='configs/deeplabv3plus/deeplabv3plus_resnet50-beta-d16_'
+        '4xb4-30k_voc12aug-513x513.py',
+        flags=['--model_variant=resnet_v1_50_beta', '--multi_grid=1',
+               '--multi_grid=2', '--multi_grid=4', '--atrous_rates=6',
+               '--atrous_rates=12', '--atrous_rates=18',
+               '--decoder_output_stride=4'],
+        output_stride=16, num_classes=21, sizes=[(65, 65), (71, 93)]),
+    'resnet50beta_voc_os8': dict(
+        description='resnet_v1_50_beta DeepLab v3+ PASCAL VOC (OS 8: '
+        'block 3 at rate 2, block 4 at 4 x (1,2,4), ASPP 12/24/36)',
+        config='configs/deeplabv3plus/deeplabv3plus_resnet50-beta-d8_'
+        '4xb4-30k_voc12aug-513x513.py',
+        flags=['--model_variant=resnet_v1_50_beta', '--multi_grid=1',
+               '--multi_grid=2', '--multi_grid=4', '--atrous_rates=12',
+               '--atrous_rates=24', '--atrous_rates=36',
+               '--decoder_output_stride=4'],
+        output_stride=8, num_classes=21, sizes=[(65, 65), (71, 93)]),
+    'resnet101beta_voc_os16': dict(
+        description='resnet_v1_101_beta DeepLab v3+ PASCAL VOC (OS 16, '
+        'multi-grid 1,2,4, ASPP 6/12/18, decoder at OS 4)',
+        config='configs/deeplabv3plus/deeplabv3plus_resnet101-beta-d16_'
+        '4xb4-30k_voc12aug-513x513.py',
+        flags=['--model_variant=resnet_v1_101_beta', '--multi_grid=1',
+               '--multi_grid=2', '--multi_grid=4', '--atrous_rates=6',
+               '--atrous_rates=12', '--atrous_rates=18',
+               '--decoder_output_stride=4'],
+        output_stride=16, num_classes=21, sizes=[(65, 65), (71, 93)]),
 }
 
 
