@@ -178,7 +178,7 @@ def main(argv=None):
           f'({time.perf_counter() - start:.2f} s)')
     if meta['ignored']:
         slots = [n for n in meta['ignored']
-                 if conv.tf_deeplab.IGNORED_RE.search(n)]
+                 if conv.detect.IGNORED_RE.search(n)]
         others = [n for n in meta['ignored'] if n not in slots]
         parts = []
         if slots:

@@ -549,8 +549,9 @@ def convert_row(row: Row, out: Optional[str] = None,
             not the row's checkpoint (it is removed from the cache).
     """
     from .tf_bundle import TFCheckpointError, open_checkpoint
-    from .tf_deeplab import (DEFAULT_CONFIGS_DIR, ConversionError,
-                             convert_checkpoint, inspect_variables)
+    from .configs import DEFAULT_CONFIGS_DIR
+    from .detect import ConversionError, inspect_variables
+    from .tf_deeplab import convert_checkpoint
     if not row.supported:
         raise ZooError(f'{row.name}: {row.status}')
     out = out or row.default_out
