@@ -42,6 +42,7 @@ def family_of(name: str) -> Optional[nt.Family]:
             return family
     return None
 
+
 def inspect_variables(shapes: Dict[str, tuple]) -> CheckpointInfo:
     """Detect backbone family and variant, head and classes.
 
