@@ -114,9 +114,9 @@ def convert_row(row: Row, out: Optional[str] = None,
         ZooError: an unsupported row, a failed download, a tarball that is
             not the row's checkpoint (it is removed from the cache).
     """
-    from .tf_bundle import TFCheckpointError, open_checkpoint
     from .configs import DEFAULT_CONFIGS_DIR
     from .detect import ConversionError, inspect_variables
+    from .tf_bundle import TFCheckpointError, open_checkpoint
     from .tf_deeplab import convert_checkpoint
     if not row.supported:
         raise ZooError(f'{row.name}: {row.status}')
@@ -146,3 +146,4 @@ def convert_row(row: Row, out: Optional[str] = None,
         else None
     meta.update(out=out, tarball=tarball,
                 written_config=write_config(row, config, out, classes))
+    return meta
