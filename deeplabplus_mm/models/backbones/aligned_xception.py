@@ -22,7 +22,7 @@ from torch import Tensor
 
 # The architecture as data, shared with the TF checkpoint converter.
 from ...archs import xception
-from ..utils import FrozenStagesMixin, checkpoint_forward
+from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
 
 
 def _out_of_place(act: nn.Module) -> nn.Module:
@@ -168,15 +168,8 @@ class AlignedXception(FrozenStagesMixin, BaseModule):
         super().__init__(init_cfg)
         units = xception.unit_settings(arch, output_stride, multi_grid)
         num_blocks = len(xception.ARCH_SETTINGS[arch])
-        num_features = num_blocks + 1
-        if not out_indices:
-            raise ValueError('out_indices must not be empty')
-        self.out_indices = []
-        for index in out_indices:
-            if not -num_features <= index < num_features:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of '
-                                 f'range for {num_features} features')
-            self.out_indices.append(index % num_features)
+        # feature 0: the decoder's low-level feature, then each block's
+        self.out_indices = feature_indices(out_indices, num_blocks + 1)
         if not -1 <= frozen_stages <= num_blocks:
             raise ValueError(f'frozen_stages must be in [-1, {num_blocks}], '
                              f'got {frozen_stages}')

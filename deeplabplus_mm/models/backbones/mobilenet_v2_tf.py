@@ -26,7 +26,7 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...archs import mobilenet_v2 as arch
-from ..utils import FrozenStagesMixin, checkpoint_forward
+from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
 
 
 def tf_same_pad(x: Tensor, kernel_size: int, stride: int) -> Tensor:
@@ -165,15 +165,8 @@ class MobileNetV2TF(FrozenStagesMixin, BaseModule):
                              f'{low_level_stride!r}')
         settings = arch.layer_settings(depth_multiplier, output_stride,
                                        divisible_by)
-        num_features = len(settings) + 1
-        if not out_indices:
-            raise ValueError('out_indices must not be empty')
-        self.out_indices = []
-        for index in out_indices:
-            if not -num_features <= index < num_features:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of '
-                                 f'range for {num_features} features')
-            self.out_indices.append(index % num_features)
+        # feature 0: the decoder's low-level feature, then each layer's
+        self.out_indices = feature_indices(out_indices, len(settings) + 1)
         if not -1 <= frozen_stages <= len(settings):
             raise ValueError('frozen_stages must be in '
                              f'[-1, {len(settings)}], got {frozen_stages}')
