@@ -24,9 +24,11 @@ Adding a backbone (or a head) follows one pattern:
    :class:`ConvSpec` records in module order, read from those settings
    (a head: ``*_layers(...)`` of :class:`~.heads.HeadConv` and
    ``*_head_convs(**config_args)``);
-2. the model in ``models/backbones/`` (``models/decode_heads/``, on
-   :class:`~deeplabplus_mm.models.decode_heads.TFDecodeHead`) builds its
-   modules from the settings (layers) and holds no table of its own;
+2. the model in ``models/backbones/`` (with ``models/utils``'
+   ``feature_indices``, ``FrozenStagesMixin``, ``checkpoint_forward``) or
+   ``models/decode_heads/`` (on :class:`~deeplabplus_mm.models.
+   decode_heads.TFDecodeHead`) builds its modules from the settings
+   (layers) and holds no table of its own;
 3. its ``convs`` in :data:`BACKBONE_CONVS` (:data:`HEAD_CONVS`) below,
    under the registered type name; ``tests/test_configs.py`` then checks
    every config's built ``state_dict`` against :func:`model_convs`;
