@@ -13,11 +13,9 @@ import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import tf_names
-from deeplabplus_mm.converters import plan
-from deeplabplus_mm.converters.tf_deeplab import (CheckpointInfo,
-                                                  ConversionError,
-                                                  inspect_variables,
-                                                  suggest_config)
+from deeplabplus_mm.converters import (CheckpointInfo, ConversionError,
+                                       inspect_variables, plan,
+                                       suggest_config)
 from deeplabplus_mm.models.backbones import ResNetV1BetaTF
 
 # stack_blocks_dense with the root's stride 4 counted first, multi-grid

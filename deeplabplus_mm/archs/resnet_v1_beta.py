@@ -7,12 +7,12 @@
 the **last** unit of blocks 1-3 (``resnet_v1_beta_block``); block 4 has one
 unit per ``multi_grid`` entry, its 3x3 rates multiplied by them. Output
 stride turns strides into rates as ``resnet_utils.stack_blocks_dense``
-does (the root's stride 4 counted first). Read by
+does (:func:`.layers.atrous_schedule`, the root's stride 4 counted first). Read by
 :class:`deeplabplus_mm.models.ResNetV1BetaTF` and by the converter.
 """
 from typing import List, NamedTuple, Optional, Sequence
 
-from .layers import ConvSpec
+from .layers import ConvSpec, atrous_schedule
 
 # resnet_v1_{50,101}_beta: (scope, bottleneck depth, units, stride of the
 # last unit) per block; block 4's units come from multi_grid.
@@ -74,27 +74,24 @@ def unit_settings(depth: int = 50,
                          f'{output_stride!r}')
     if len(multi_grid) != 3:
         raise ValueError(f'multi_grid must have 3 rates, got {multi_grid!r}')
-    target = None if output_stride is None else output_stride // ROOT_STRIDE
-    units, channels = [], ROOT[-1][1]
-    current_stride, rate = 1, 1
+    # (scope, bottleneck depth, nominal stride, unit rate) per unit
+    spec = []
     for scope, base, num_units, last_stride in BLOCKS[depth]:
         if num_units is None:  # block 4: stride 1, rates from multi_grid
-            spec = [(1, r) for r in multi_grid]
+            strides_rates = [(1, r) for r in multi_grid]
         else:
-            spec = [(1, 1)] * (num_units - 1) + [(last_stride, 1)]
-        for u, (stride, unit_rate) in enumerate(spec):
-            # stack_blocks_dense: at the target stride, stride 1 at the
-            # current rate, and the rate grows by the nominal stride after.
-            if target is not None and current_stride == target:
-                unit_stride, unit_block_rate = 1, rate
-                rate *= stride
-            else:
-                unit_stride, unit_block_rate = stride, 1
-                current_stride *= stride
-            units.append(
-                UnitSetting(f'{scope}/unit_{u + 1}', channels, base, 4 * base,
-                            unit_stride, unit_block_rate * unit_rate))
-            channels = 4 * base
+            strides_rates = [(1, 1)] * (num_units - 1) + [(last_stride, 1)]
+        spec += [(f'{scope}/unit_{u + 1}', base, stride, unit_rate)
+                 for u, (stride, unit_rate) in enumerate(strides_rates)]
+    # resnet_v1_beta: the root's stride 4 comes first, stack_blocks_dense
+    # gets output_stride / 4
+    target = None if output_stride is None else output_stride // ROOT_STRIDE
+    schedule = atrous_schedule([s[2] for s in spec], target)
+    units, channels = [], ROOT[-1][1]
+    for (scope, base, _, unit_rate), (stride, rate) in zip(spec, schedule):
+        units.append(UnitSetting(scope, channels, base, 4 * base, stride,
+                                 rate * unit_rate))
+        channels = 4 * base
     return units
 
 

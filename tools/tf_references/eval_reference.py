@@ -48,6 +48,20 @@ CASES = {
         'voc12aug-513x513.py',
         flags=['--model_variant=mobilenet_v2'],
         output_stride=16, num_classes=21, sizes=[(65, 65), (71, 93)]),
+    'mobilenetv2_dm05_voc_os8': dict(
+        description='mobilenetv2_dm05_coco_voc_trainval (DeepLab v3, '
+        'depth multiplier 0.5, OS 8)',
+        config='configs/deeplabv3/deeplabv3_mobilenetv2-dm05-d8_4xb4-30k_'
+        'voc12aug-513x513.py',
+        flags=['--model_variant=mobilenet_v2', '--depth_multiplier=0.5'],
+        output_stride=8, num_classes=21, sizes=[(65, 65), (71, 93)]),
+    'mobilenetv2_ade20k_os16': dict(
+        description='mobilenetv2_ade20k_train (DeepLab v3+, decoder at OS '
+        '4, 151 classes)',
+        config='configs/deeplabv3plus/deeplabv3plus_mobilenetv2-d16_4xb4-'
+        '150k_ade20k-257x257.py',
+        flags=['--model_variant=mobilenet_v2', '--decoder_output_stride=4'],
+        output_stride=16, num_classes=151, sizes=[(65, 65), (71, 93)]),
     'xception41_voc_os16': dict(
         description='xception41 PASCAL VOC (DeepLab v3+, OS 16, decoder '
         'at OS 4)',

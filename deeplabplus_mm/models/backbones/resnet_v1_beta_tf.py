@@ -26,7 +26,7 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...archs import resnet_v1_beta as arch
-from ..utils import FrozenStagesMixin, checkpoint_forward
+from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
 
 
 def _tf_same_pad_max(x: Tensor, kernel_size: int = 3,
@@ -144,14 +144,7 @@ class ResNetV1BetaTF(FrozenStagesMixin, BaseModule):
                              f'{low_level_stride!r}')
         settings = arch.unit_settings(depth, output_stride, multi_grid)
         num_blocks = len(arch.BLOCKS[depth])
-        if not out_indices:
-            raise ValueError('out_indices must not be empty')
-        self.out_indices = []
-        for index in out_indices:
-            if not -num_blocks - 1 <= index <= num_blocks:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of '
-                                 f'range for {num_blocks + 1} features')
-            self.out_indices.append(index % (num_blocks + 1))
+        self.out_indices = feature_indices(out_indices, num_blocks + 1)
         if not -1 <= frozen_stages <= num_blocks:
             raise ValueError(f'frozen_stages must be in [-1, {num_blocks}], '
                              f'got {frozen_stages}')
