@@ -235,3 +235,22 @@ def test_generated_names_are_tensorflows(depth):
         n for n, _ in ours if n.endswith('/weights')]
     head = tf_names.aspp(2048) + tf_names.decoder(256) + tf_names.logits(21)
     assert sorted(tf_table) == sorted(backbone + head)
+
+
+def test_onnx_export_keeps_tf_same_pool_padding(tmp_path):
+    """pool1's padding depends on the input size; an ONNX export traced at
+    a size whose halves are odd (66 -> 33) runs in ONNX Runtime with the
+    same feature sizes and values as torch."""
+    pytest.importorskip('onnx')
+    ort = pytest.importorskip('onnxruntime')
+    model = build(out_indices=(0, 1)).eval()
+    x = torch.randn(1, 3, 66, 82)
+    path = str(tmp_path / 'resnet.onnx')
+    torch.onnx.export(model, x, path, opset_version=17, input_names=['x'],
+                      dynamo=False)
+    outs = ort.InferenceSession(path).run(None, {'x': x.numpy()})
+    with torch.no_grad():
+        refs = model(x)
+    for out, ref in zip(outs, refs):
+        assert out.shape == tuple(ref.shape)
+        np.testing.assert_allclose(out, ref.numpy(), rtol=1e-4, atol=1e-4)

@@ -35,7 +35,10 @@ def _tf_same_pad_max(x: Tensor, kernel_size: int = 3,
     + k - n, 0)``, ``total // 2`` before): padded cells never win."""
     pads = []
     for n in (x.shape[3], x.shape[2]):  # F.pad order: width, then height
-        total = max((-(-n // stride) - 1) * stride + kernel_size - n, 0)
+        # ceil(n / s) on non-negative numbers only: an ONNX export traces
+        # // as a division that truncates, which floors only those
+        total = max(((n + stride - 1) // stride - 1) * stride + kernel_size
+                    - n, 0)
         pads += [total // 2, total - total // 2]
     return F.pad(x, pads, value=float('-inf')) if any(pads) else x
 
