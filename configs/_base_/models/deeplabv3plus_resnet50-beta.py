@@ -58,4 +58,6 @@ model = dict(
             avg_non_ignore=True)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
-train_channels_last = True
+# channels_last training (ChannelsLastTrainingHook) is not measured for this
+# backbone: off, as for mmseg's ResNet; --cfg-options train_channels_last=True.
+train_channels_last = False
