@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ..archs import model_convs, state_shapes
+from ..archs import model_convs, model_state_shapes, state_shapes
 from . import name_tables as nt
 
 # Variables that are no model parameters: step counter, optimizer slots.
@@ -53,6 +53,8 @@ class CheckpointInfo(NamedTuple):
     head: Optional[str]  # our head type, None for an ImageNet backbone
     num_classes: Optional[int]  # logits channels as stored in TF
     decoder: bool
+    # contrib.quantize's ranges (an 8-bit checkpoint, quantize.md)
+    quantized: bool = False
 
     @property
     def has_head(self) -> bool:
@@ -124,14 +126,17 @@ def inspect_variables(shapes: Dict[str, tuple]) -> CheckpointInfo:
         backbone=backbone,
         head=head,
         num_classes=int(logits[-1]) if logits is not None else None,
-        decoder='decoder/feature_projection0/weights' in shapes)
+        decoder='decoder/feature_projection0/weights' in shapes,
+        quantized=any(nt.QUANT_RANGE.match(name) for name in shapes))
 
 
 def suggest_config(info: CheckpointInfo,
                    configs_dir: str = DEFAULT_CONFIGS_DIR) -> Optional[str]:
     """Our config for a checkpoint: its algorithm (DeepLab v3+ with a
     decoder, v3 without, DPC), backbone and, by its number of classes, data
-    set, at output stride 16 (as the zoo trained); None if none fits."""
+    set, at output stride 16 (as the zoo trained), fake-quantised
+    (``-int8``) for an 8-bit checkpoint where such a config exists; None if
+    none fits."""
     backbone = nt.family_named(info.family).config_name(info.backbone)
     if backbone is None:
         return None
@@ -142,6 +147,10 @@ def suggest_config(info: CheckpointInfo,
             else 'deeplabv3'
     candidates = sorted(
         glob.glob(osp.join(configs_dir, algo, f'{algo}_{backbone}-d16_*.py')))
+    if info.quantized:
+        candidates = sorted(glob.glob(osp.join(
+            configs_dir, algo, f'{algo}_{backbone}-int8-d16_*.py'))) + \
+            candidates
     if not info.has_head:  # ImageNet backbone: any config of it will do
         candidates += sorted(
             glob.glob(osp.join(configs_dir, '*', f'*_{backbone}-d16_*.py')))
@@ -177,10 +186,11 @@ def expected_from_config(model: dict,
         model = dict(model, decode_head=dict(model['decode_head'],
                                              num_classes=num_classes))
     try:
-        convs = model_convs(model, backbone_only=not info.has_head)
+        if not info.has_head:
+            return state_shapes(model_convs(model, backbone_only=True))
+        return model_state_shapes(model)
     except (KeyError, TypeError, ValueError) as e:
         raise ConversionError(f'cannot describe the config\'s model: {e}')
-    return state_shapes(convs)
 
 
 def expected_state_shapes(model) -> Dict[str, tuple]:
@@ -198,6 +208,11 @@ class Entry(NamedTuple):
 
 def _split_key(key: str) -> Tuple[str, str, str]:
     """``(module path, torch leaf, kind)`` of a ``state_dict`` key."""
+    for kind in nt.QUANT_KINDS:
+        for end in ('min', 'max'):
+            if key.endswith(f'.{kind}.{end}'):
+                return key[:-len(kind) - len(end) - 2], f'{kind}/{end}', \
+                    'quant'
     for leaf in ('conv.weight', 'bn.weight', 'bn.bias', 'bn.running_mean',
                  'bn.running_var', 'bn.num_batches_tracked'):
         if key.endswith('.' + leaf):
@@ -250,9 +265,11 @@ class _Namer:
         else:
             return None
         found = table.to_tf(path)
-        if found is None or found[1] != kind:
+        if found is None or (found[1] != kind and kind != 'quant'):
             return None
         scope = root + found[0]
+        if kind == 'quant':  # <conv or block scope>/<kind>/min|max
+            return f'{scope}/{leaf}'
         tf_leaf = nt.TORCH_LEAVES[kind].get(leaf)
         if tf_leaf == 'weights' and scope.endswith('depthwise'):
             tf_leaf = 'depthwise_weights'
@@ -261,6 +278,9 @@ class _Namer:
     def key(self, tf_name: str) -> Optional[str]:
         """The ``state_dict`` key of a TF variable, or None."""
         scope, _, leaf = tf_name.rpartition('/')
+        quant = nt.QUANT_RANGE.match(tf_name)
+        if quant and quant['kind'] in nt.QUANT_KINDS:
+            scope, leaf = quant['scope'], f'{quant["kind"]}.{quant["end"]}'
         if scope.endswith('/BatchNorm'):
             scope = scope[:-len('/BatchNorm')]
             leaf = 'BatchNorm/' + leaf
@@ -276,11 +296,13 @@ class _Namer:
         if found is None:
             return None
         path, kind = found
+        prefix = prefix if self.segmentor else ''
+        if quant:
+            return f'{prefix}{path}.{leaf}'
         leaves = (nt.NORM_CONV_LEAVES
                   if kind == 'norm' else nt.PLAIN_CONV_LEAVES)
         if leaf not in leaves:
             return None
-        prefix = prefix if self.segmentor else ''
         return f'{prefix}{path}.{leaves[leaf]}'
 
 
@@ -373,7 +395,8 @@ def plan(shapes: Dict[str, tuple],
     for name in shapes:
         if name in wanted:
             continue
-        if IGNORED_RE.search(name) or family.ignored.match(name):
+        if (IGNORED_RE.search(name) or family.ignored.match(name)
+                or nt.QUANT_RANGE.match(name)):  # a float model's ranges
             ignored.append(name)
         elif not segmentor and nt.HEAD_ROOTS.match(name):
             ignored.append(name)
@@ -528,6 +551,9 @@ def convert_checkpoint(reader,
         carried = {f'{e.tf_name}/Momentum' for e in slots}
         ignored = [name for name in ignored if name not in carried]
     step = reader.get('global_step') if 'global_step' in shapes else None
+    # an 8-bit checkpoint into a float model: its ranges, reported
+    dropped = [name for name in ignored if nt.QUANT_RANGE.match(name)]
+    ignored = [name for name in ignored if name not in dropped]
     meta = dict(
         source=reader.prefix,
         family=info.family,
@@ -541,7 +567,10 @@ def convert_checkpoint(reader,
         global_step=None if step is None else int(step),
         ignored=ignored,
         skipped=list(reader.skipped),
-        momentum=len(slots) if momentum else None)
+        momentum=len(slots) if momentum else None,
+        fake_quant=sum(e.key.endswith('quant.min') for e in entries),
+        dropped_quant_ranges={name: float(reader.get(name))
+                              for name in dropped})
     tmp = f'{out}.tmp'
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     try:
@@ -601,15 +630,14 @@ def tf_variable_names(model: dict) -> Dict[str, Optional[str]]:
     ``num_batches_tracked``) of a config's segmentor ``model`` (a dict),
     through the name tables; the model is not built."""
     namer = _Namer(None, True, model)
-    return {key: namer.tf_name(key)
-            for key in state_shapes(model_convs(model))}
+    return {key: namer.tf_name(key) for key in model_state_shapes(model)}
 
 
 def tf_variables(model: dict) -> Dict[str, tuple]:
     """TF variable name -> TF shape of a config's segmentor: the model
     variables a TF DeepLab checkpoint for it holds (no optimizer slots, no
     ``global_step``); the model is not built."""
-    shapes = state_shapes(model_convs(model))
+    shapes = model_state_shapes(model)
     return {name: tf_shape(name, shapes[key])
             for key, name in tf_variable_names(model).items() if name}
 
