@@ -9,6 +9,7 @@ float config it converts with the ranges dropped and reported.
 (test_tf_eval_refs.py checks the name tables against TF's variables.)"""
 import json
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
@@ -135,6 +136,57 @@ def test_fake_quant_is_tfs_nudged_rounding():
     assert torch.allclose(q[2:4], torch.round(x[2:4] / scale) * scale)
     # narrow range (weights): 254 steps, codes 1..255
     assert nudged_range(-1.0, 1.0, True)[2] == np.float32(2 / 254)
+
+
+def test_tools_test_py_predicts_tfs_labels(converted, tmp_path):
+    """tools/test.py with the -int8 config and the converted checkpoint on
+    the references' images, labelled with TF's prediction (the argmax of
+    its 8-bit logits resized to the image; 255 where TF's top-2 margin is
+    within the case's bound): 100 % mIoU. The fast path stays off (the
+    config's fast_inference = False) and folds nothing of the model."""
+    import cv2
+    from mmseg.models.utils import resize
+
+    from deeplabplus_mm.datasets.synthetic import save_palette_png
+    from deeplabplus_mm.models.utils import fusable_conv_modules
+    case, folder, _, model = converted
+    assert fusable_conv_modules(model) == []
+    meta, _, refs = reference(case)
+    step = nudged_range(
+        tf_values.quant_range_value('logits/semantic/act_quant/min'),
+        tf_values.quant_range_value('logits/semantic/act_quant/max'),
+        False)[2]
+    root = tmp_path / 'voc'
+    for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
+        (root / sub).mkdir(parents=True)
+    for size in meta['sizes']:
+        h, w = (int(s) for s in size.split('x'))
+        logits = torch.from_numpy(refs[f'logits_{size}']).permute(0, 3, 1, 2)
+        up = resize(logits, (h, w), mode='bilinear', align_corners=True)
+        up = up[0].permute(1, 2, 0).numpy()
+        top2 = np.sort(up, axis=-1)[..., -2:]
+        label = up.argmax(-1).astype(np.uint8)
+        label[top2[..., 1] - top2[..., 0] <= 2 * (STEPS[case] * step +
+                                                  ATOL)] = 255
+        cv2.imwrite(str(root / 'JPEGImages' / f'tf_{size}.png'),
+                    tf_values.make_image(h, w)[0][..., ::-1])
+        save_palette_png(str(root / 'SegmentationClass' / f'tf_{size}.png'),
+                         label)
+    (root / 'ImageSets/Segmentation/val.txt').write_text(
+        '\n'.join(f'tf_{s}' for s in meta['sizes']) + '\n')
+    log = run_tool(
+        'tools/test.py', meta['config'], str(folder / 'converted.pth'),
+        '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+        f'test_dataloader.dataset.data_root={root}',
+        'test_dataloader.dataset.img_suffix=.png',
+        'test_dataloader.dataset.ann_file=ImageSets/Segmentation/val.txt',
+        'model.data_preprocessor.test_cfg.size=None',
+        'model.data_preprocessor.test_cfg.size_divisor=1',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False').stdout
+    assert 'FastInferenceHook: off' in log
+    assert 'missing keys' not in log and 'do not match' not in log
+    assert float(re.findall(r'mIoU: (\d+\.\d+)', log)[-1]) == 100.0
 
 
 def test_fake_quant_model_refuses_training(converted):

@@ -3,3 +3,4 @@
 # deeplabv3_mobilenetv2-int8-d16_4xb4-30k_voc12aug-513x513.py.
 _base_ = './deeplabv3_mobilenetv2-dm05-d16_4xb4-30k_voc12aug-513x513.py'
 model = dict(type='TFFakeQuantEncoderDecoder')
+fast_inference = False  # the model folds its BNs as TF's 8-bit graph does

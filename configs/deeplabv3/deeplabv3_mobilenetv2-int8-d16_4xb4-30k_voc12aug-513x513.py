@@ -7,3 +7,5 @@
 # schedule is the float config's; training raises).
 _base_ = './deeplabv3_mobilenetv2-d16_4xb4-30k_voc12aug-513x513.py'
 model = dict(type='TFFakeQuantEncoderDecoder')
+# The model folds its BNs as TF's 8-bit graph does; no other fast path.
+fast_inference = False
