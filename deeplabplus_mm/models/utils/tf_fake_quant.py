@@ -54,11 +54,11 @@ def nudged_range(min_value: float, max_value: float, narrow_range: bool,
 
 def fake_quant(x: Tensor, min_value: float, max_value: float,
                narrow_range: bool = False) -> Tensor:
-    """TF's ``fake_quant_with_min_max_vars(x, min, max, num_bits=8)`` as
-    TF 2.x's kernel computes it in float32:
+    """TF's ``fake_quant_with_min_max_vars(x, min, max, num_bits=8)`` in
+    the float32 operations of TF 2.15's kernel:
     ``floor((clamp(x) - nudged_min) / scale - quant_zero + 0.5) * scale``
-    with ``quant_zero = floor(-nudged_min / scale + 0.5)`` (TF 1.x's
-    ``... * (1 / scale) + 0.5 ... + nudged_min`` rounds differently)."""
+    with ``quant_zero = floor(-nudged_min / scale + 0.5)`` (another order,
+    e.g. multiplying by ``1 / scale``, rounds some near-ties apart)."""
     nudged_min, nudged_max, scale = nudged_range(min_value, max_value,
                                                  narrow_range)
     quant_zero = float(np.floor(np.float32(-nudged_min / scale) +
