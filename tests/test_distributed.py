@@ -13,8 +13,10 @@ import textwrap
 import pytest
 import torch
 
-import deeplabplus_mm  # noqa: F401  (checkpoints load with weights_only)
 from conftest import REPO, run_script, run_tool
+from deeplabplus_mm.engine import register_safe_checkpoints
+
+register_safe_checkpoints()  # our training checkpoints load weights_only
 
 
 def torchrun(nproc, *args, port):

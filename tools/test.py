@@ -15,10 +15,9 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-import deeplabplus_mm  # noqa: F401  (registers modules, safe checkpoints)
 from deeplabplus_mm.apis.tta import TTAConfigError, tta_settings
 from deeplabplus_mm.engine import (FastInferenceHook, run_main,
-                                   setup_launcher)
+                                   setup_launcher, setup_runtime)
 from deeplabplus_mm.evaluation import add_voc_submission_writer
 
 
@@ -98,6 +97,7 @@ def trigger_visualization_hook(cfg, args):
 
 def main():
     args = parse_args()
+    setup_runtime()  # checkpoints that load weights_only
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:

@@ -73,8 +73,11 @@ def load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
             keys.
     """
     from mmengine.runner.checkpoint import _load_checkpoint
+
+    from ..engine import register_safe_checkpoints
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'{checkpoint}: no such checkpoint file')
+    register_safe_checkpoints()  # training checkpoints load weights_only
     try:
         ckpt = _load_checkpoint(checkpoint, map_location='cpu',
                                 logger='silent')
