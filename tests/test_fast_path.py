@@ -140,12 +140,17 @@ def test_test_py_default_is_fast_and_predicts_as_plain(tmp_path, calibrated):
     plain = run_test_tool('tools/test.py', config, ckpt, tmp_path / 'plain',
                           '--no-fast')
     assert_same_predictions(tmp_path, fast, plain, num_norms)
-    # The old flags still work, and win over a config that turned the fast
-    # path off.
+    # The old flags still work (with a deprecation warning, hidden from
+    # --help), and win over a config that turned the fast path off.
     old = run_test_tool('tools/test.py', config, ckpt, tmp_path / 'old',
                         '--fuse-conv-bn', '--channels-last',
                         '--cfg-options', 'fast_inference=False')
     assert HOOK_LINE.findall(old) == [('test', str(num_norms))]
+    assert 'FutureWarning: --fuse-conv-bn and --channels-last are ' \
+        'deprecated' in old
+    for tool in ('tools/test.py', 'tools/infer.py'):
+        usage = run_tool(tool, '--help').stdout
+        assert '--no-fast' in usage and '--fuse-conv-bn' not in usage
     assert agreement(tmp_path / 'old', tmp_path / 'plain')[0] > MIN_AGREEMENT
     bad = run_tool('tools/test.py', config, ckpt, '--no-fast',
                    '--fuse-conv-bn', check=False)

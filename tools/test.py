@@ -11,6 +11,7 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
@@ -62,18 +63,20 @@ def parse_args():
         action='store_true',
         help='test the plain model: no BN folding, no channels_last (the '
         'same as --cfg-options fast_inference=False)')
-    # Before the fast path became the default these flags turned it on.
-    parser.add_argument(
-        '--fuse-conv-bn', action='store_true',
-        help='on by default (kept for old command lines; turns the fast '
-        'path on even where the config turned it off)')
-    parser.add_argument(
-        '--channels-last', action='store_true',
-        help='on by default (see --fuse-conv-bn)')
+    # Deprecated (the fast path is the default): still turn it on, even
+    # where the config turned it off.
+    parser.add_argument('--fuse-conv-bn', action='store_true',
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--channels-last', action='store_true',
+                        help=argparse.SUPPRESS)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if args.no_fast and (args.fuse_conv_bn or args.channels_last):
         parser.error('--no-fast contradicts --fuse-conv-bn/--channels-last')
+    if args.fuse_conv_bn or args.channels_last:
+        warnings.warn('--fuse-conv-bn and --channels-last are deprecated: '
+                      'the fast path is the default (--no-fast turns it '
+                      'off)', FutureWarning)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args

@@ -2,9 +2,7 @@
 
 Folding BN into the convs and storing the weights channels_last (both in
 :func:`~deeplabplus_mm.models.utils.prepare_for_inference`) predicts what the
-plain model predicts, faster: measured by ``tools/benchmarks/model.py``
-(docs/benchmarks.md), the eval forward of Xception-65 OS16 at 513x513 went
-from 0.97 to 0.69 s/image on 2 CPU cores.
+plain model predicts, faster (docs/benchmarks.md, sections 1 and 8).
 
 ``configs/_base_/default_runtime.py`` lists this hook in ``custom_hooks``, so
 every runner built from our configs takes the fast path: our
@@ -22,13 +20,11 @@ an EMA hook has swapped its weights in), it copies the model (a wrapper's
 ``module``; for TTA the whole TTA model, the segmentor inside it included:
 :func:`~deeplabplus_mm.models.utils.prepared_copy`, new modules and new
 folded / channels_last weights, the rest shared read-only), prepares the
-copy and lets the loop run on it; at the end of the
-epoch, before any other hook's ``after_*_epoch`` (a best-checkpoint save
-included), the runner's model is put back. Training therefore keeps its
-unfused BN, and the weights, BN buffers and checkpoints of a run are
-bit-identical to a run without the hook (tested). The copy costs one more
-set of weights in memory while it lives (Xception-65: 160 MB; a deep copy
-held the model's weights a third time until they were folded).
+copy and lets the loop run on it; at the end of the epoch, before any other
+hook's ``after_*_epoch`` (a best-checkpoint save included), the runner's
+model is put back. Training therefore keeps its unfused BN, and the
+weights, BN buffers and checkpoints of a run are those of a run without the
+hook. The copy holds one more set of weights while it lives.
 """
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
