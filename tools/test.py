@@ -17,8 +17,8 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from deeplabplus_mm.apis.tta import TTAConfigError, tta_settings
-from deeplabplus_mm.engine import (FastInferenceHook, run_main,
-                                   setup_launcher, setup_runtime)
+from deeplabplus_mm.engine import (FastInferenceHook, fast_inference_enabled,
+                                   run_main, setup_launcher, setup_runtime)
 from deeplabplus_mm.evaluation import add_voc_submission_writer
 
 
@@ -127,7 +127,7 @@ def main():
     elif args.fuse_conv_bn or args.channels_last:
         cfg.fast_inference = True  # asked for explicitly
     hooks = cfg.get('custom_hooks', [])
-    if cfg.get('fast_inference', True) and not any(
+    if fast_inference_enabled(cfg) and not any(
             h.get('type') in ('FastInferenceHook', FastInferenceHook)
             for h in hooks):
         # a config without our runtime (e.g. one of mmseg's)

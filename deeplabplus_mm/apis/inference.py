@@ -283,8 +283,7 @@ def fast_path_settings(cfg: Config) -> Tuple[bool, bool]:
     both off when the config sets ``fast_inference = False``; else the
     arguments of its ``FastInferenceHook`` entry in ``custom_hooks``, both on
     without one (``tools/test.py`` adds the hook to such configs)."""
-    from ..engine.fast_inference_hook import (FastInferenceHook,
-                                              fast_inference_enabled)
+    from ..engine import FastInferenceHook, fast_inference_enabled
     if not fast_inference_enabled(cfg):
         return False, False
     for hook in cfg.get('custom_hooks', []):

@@ -32,16 +32,16 @@ from mmengine.registry import HOOKS
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..models.utils import prepared_copy
+from .config_switch import config_switch
 
-SWITCH = 'fast_inference'
+FAST_INFERENCE = 'fast_inference'
 
 
 def fast_inference_enabled(cfg) -> bool:
-    """The config's ``fast_inference`` switch (on unless set false)."""
-    value = cfg.get(SWITCH, True) if cfg is not None else True
-    if not isinstance(value, bool):
-        raise ValueError(f'{SWITCH} must be True or False, got {value!r}')
-    return value
+    """The config's ``fast_inference`` switch (on unless set false): what
+    this hook, :class:`~deeplabplus_mm.apis.Segmenter` and ``tools/test.py``
+    follow."""
+    return config_switch(cfg, FAST_INFERENCE, True)
 
 
 @HOOKS.register_module()
@@ -89,7 +89,7 @@ class FastInferenceHook(Hook):
         if not (self.fuse_conv_bn or self.channels_last):
             return
         if not fast_inference_enabled(getattr(runner, 'cfg', None)):
-            runner.logger.info(f'FastInferenceHook: off ({SWITCH}=False): '
+            runner.logger.info(f'FastInferenceHook: off ({FAST_INFERENCE}=False): '
                                f'{what} with the plain model')
             return
         model = runner.model
