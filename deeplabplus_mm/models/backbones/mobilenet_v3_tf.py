@@ -12,7 +12,7 @@ variable scopes::
     MobilenetV3/expanded_conv_3/depthwise/depthwise_weights
                                    -> expanded_conv_3.depthwise.conv.weight
     MobilenetV3/expanded_conv_3/squeeze_excite/Conv/biases
-                                   -> expanded_conv_3.squeeze_excite.squeeze.bias
+                            -> expanded_conv_3.squeeze_excite.squeeze.bias
     MobilenetEdgeTPU/Conv_1/BatchNorm/gamma -> conv_1.bn.weight
 
 TF details kept: 'SAME' padding also at stride 2 (asymmetric on even
