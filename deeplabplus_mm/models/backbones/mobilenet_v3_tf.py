@@ -182,7 +182,7 @@ class MobileNetV3TF(FrozenStagesMixin, BaseModule):
                 dict(type='Constant', val=1, layer=['_BatchNorm'])
             ]
         super().__init__(init_cfg)
-        self.settings = v3_arch.layer_settings(
+        settings = v3_arch.layer_settings(
             arch, depth_multiplier, output_stride)
         end_points = v3_arch.ARCHS[arch][2]
         if low_level_stride is not None and \
@@ -190,7 +190,7 @@ class MobileNetV3TF(FrozenStagesMixin, BaseModule):
             raise ValueError(f'low_level_stride of {arch!r} must be one of '
                              f'{sorted(end_points) or "none"} or None, got '
                              f'{low_level_stride!r}')
-        num_features = len(self.settings) + 1
+        num_features = len(settings) + 1
         if not out_indices:
             raise ValueError('out_indices must not be empty')
         self.out_indices = []
@@ -202,15 +202,15 @@ class MobileNetV3TF(FrozenStagesMixin, BaseModule):
         if 0 in self.out_indices and low_level_stride is None:
             raise ValueError('feature 0 (the low-level feature) needs a '
                              'low_level_stride')
-        if not -1 <= frozen_stages <= len(self.settings):
+        if not -1 <= frozen_stages <= len(settings):
             raise ValueError('frozen_stages must be in '
-                             f'[-1, {len(self.settings)}], got '
+                             f'[-1, {len(settings)}], got '
                              f'{frozen_stages}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
         self.layer_names: List[str] = []  # module names, layer order
-        for setting in self.settings:
+        for setting in settings:
             name = setting.scope
             if setting.is_block:
                 module = ExpandedConvV3(setting, norm_cfg, with_cp)
@@ -223,7 +223,7 @@ class MobileNetV3TF(FrozenStagesMixin, BaseModule):
             self.layer_names.append(name)
         self.low_level_layer = None
         if low_level_stride is not None:
-            self.low_level_layer = [s.end_point for s in self.settings].index(
+            self.low_level_layer = [s.end_point for s in settings].index(
                 end_points[low_level_stride])
         self._freeze_stages()
 
