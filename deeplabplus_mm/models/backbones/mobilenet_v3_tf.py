@@ -30,7 +30,7 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...archs import mobilenet_v3 as v3_arch
-from ..utils import FrozenStagesMixin, checkpoint_forward
+from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
 from .mobilenet_v2_tf import TFSameConv
 
 # conv_blocks / mobilenet_v3: the gating constant as TF writes it.
@@ -190,15 +190,7 @@ class MobileNetV3TF(FrozenStagesMixin, BaseModule):
             raise ValueError(f'low_level_stride of {arch!r} must be one of '
                              f'{sorted(end_points) or "none"} or None, got '
                              f'{low_level_stride!r}')
-        num_features = len(settings) + 1
-        if not out_indices:
-            raise ValueError('out_indices must not be empty')
-        self.out_indices = []
-        for index in out_indices:
-            if not -num_features <= index < num_features:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of '
-                                 f'range for {num_features} features')
-            self.out_indices.append(index % num_features)
+        self.out_indices = feature_indices(out_indices, len(settings) + 1)
         if 0 in self.out_indices and low_level_stride is None:
             raise ValueError('feature 0 (the low-level feature) needs a '
                              'low_level_stride')
