@@ -9,6 +9,8 @@ shapes) a config's model holds, without building it:
   stride and rates for an output stride and multi-grid;
 * :mod:`.mobilenet_v2`: MobileNetV2 as TF DeepLab builds it (channel
   rounding, stride and rate per layer);
+* :mod:`.mobilenet_v3`: MobileNetV3 Large / Small and EdgeTPU-MobileNet
+  as TF DeepLab's feature extractor builds them;
 * :mod:`.resnet_v1_beta`: ResNet-v1-beta 50/101 (bottleneck units, the
   stride on each block's last unit, multi-grid);
 * :mod:`.heads`: the ASPP, the Dense Prediction Cell and the decoder as
@@ -42,13 +44,15 @@ records (one per convolution, with its module path) and
 """
 from typing import Callable, Dict, List, Mapping
 
-from . import fake_quant, heads, mobilenet_v2, resnet_v1_beta, xception
+from . import (fake_quant, heads, mobilenet_v2, mobilenet_v3, resnet_v1_beta,
+               xception)
 from .layers import ConvSpec, state_shapes
 
 # Registered model type -> its convolutions from the config's arguments.
 BACKBONE_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
     'AlignedXception': xception.convs,
     'MobileNetV2TF': mobilenet_v2.convs,
+    'MobileNetV3TF': mobilenet_v3.convs,
     'ResNetV1BetaTF': resnet_v1_beta.convs,
 }
 HEAD_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {

@@ -24,6 +24,8 @@ BACKBONES = {'xception41': 'Xception-41', 'xception65': 'Xception-65',
              'mobilenetv2-dm05': 'MobileNetV2-dm0.5', 'r101': 'R-101',
              'mobilenetv2-int8': 'MobileNetV2-int8',
              'mobilenetv2-dm05-int8': 'MobileNetV2-dm0.5-int8',
+             'mobilenetv3-edgetpu': 'EdgeTPU-MobileNet',
+             'mobilenetv3-edgetpu-dm075': 'EdgeTPU-MobileNet-dm0.75',
              'resnet50-beta': 'ResNet-50-beta',
              'resnet101-beta': 'ResNet-101-beta'}
 DATASETS = {
