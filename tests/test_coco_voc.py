@@ -22,10 +22,9 @@ from deeplabplus_mm.datasets import (COCO_TO_VOC, VOC_COCO_CLASSES,
 from deeplabplus_mm.datasets.preparation import (convert_coco_to_voc,
                                                  rasterize)
 from deeplabplus_mm.datasets.preparation.coco_to_voc import Instance
-from deeplabplus_mm.datasets.synthetic import VOC_PALETTE
-from deeplabplus_mm.datasets.synthetic_coco import (compressed_rle,
-                                                    save_coco_json,
-                                                    uncompressed_rle)
+from deeplabplus_mm.datasets.voc_meta import VOC_PALETTE
+from tools.fixtures.synthetic_coco import (compressed_rle, save_coco_json,
+                                           uncompressed_rle)
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'dataset_converters' / 'coco_voc.py'

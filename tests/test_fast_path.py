@@ -15,7 +15,7 @@ from PIL import Image
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from conftest import REPO, build_model, run_tool, tiny_config
-from deeplabplus_mm.utils.benchmark import calibrate_bn
+from tools.benchmarks._cases import calibrate_bn
 
 # The tolerance of the fusion tests of test_fuse_and_benchmarks.py: logits
 # to 1e-4 of their scale (those tests' models have logits of order 1; the

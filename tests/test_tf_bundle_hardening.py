@@ -23,12 +23,12 @@ from conftest import run_tool
 from test_tf_bundle import _fixtures
 
 from deeplabplus_mm.converters import tf_bundle as tb
-from deeplabplus_mm.converters import tf_bundle_writer as tw
 from deeplabplus_mm.converters.crc import crc32c, mask_crc32c
 from deeplabplus_mm.converters.tf_bundle import (TFCheckpointError,
                                                  load_checkpoint,
                                                  open_checkpoint, read_index)
-from deeplabplus_mm.converters.tf_bundle_writer import write_checkpoint
+from tools.fixtures import tf_bundle_writer as tw
+from tools.fixtures.tf_bundle_writer import write_checkpoint
 
 MiB = 1 << 20
 

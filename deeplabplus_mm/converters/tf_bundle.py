@@ -38,8 +38,9 @@ copied one at a time into anonymous temporary files (deleted when closed,
 whatever happens), then read like a folder's.
 
 CRC-32C checksums come from :mod:`deeplabplus_mm.converters.crc`; the
-writer the tests and benchmarks use is
-:mod:`deeplabplus_mm.converters.tf_bundle_writer`. String and variant tensors
+writer the tests and benchmarks use,
+``tools/fixtures/tf_bundle_writer.py``, is not installed. String and variant
+tensors
 (such as ``_CHECKPOINTABLE_OBJECT_GRAPH`` in TF2 object-based checkpoints)
 are listed in ``CheckpointReader.skipped`` and not decoded; partitioned
 (sliced) variables are not supported.
