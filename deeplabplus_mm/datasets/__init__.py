@@ -1,11 +1,10 @@
-"""Datasets, transforms and data preparation for VOC, VOC-aug and COCO-VOC.
+"""Datasets and transforms for VOC, VOC-aug and COCO-VOC.
 
 Importing this package registers :class:`PascalVOCAugDataset`,
 :class:`COCOVOCDataset` (mmseg ``DATASETS``) and :class:`LoadVOCAnnotations`
-(mmseg ``TRANSFORMS``). The offline converters live in
-:mod:`deeplabplus_mm.datasets.preparation` (imported on demand by
-``tools/dataset_converters/``). VOC's facts (classes, palette, number of
-classes, ignore index) and the palette-PNG writer are in
+(mmseg ``TRANSFORMS``). The offline converters that prepare their data
+are commands, ``tools/dataset_converters/``. VOC's facts (classes,
+palette, number of classes, ignore index) and the palette-PNG writer are in
 :mod:`deeplabplus_mm.datasets.voc_meta`. (The synthetic data sets of the
 demo, the benchmarks and the tests: ``tools/fixtures/``.)
 """

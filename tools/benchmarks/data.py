@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader, RandomSampler
 
 import _checkout  # noqa: F401  (first: the checkout on sys.path)
 from deeplabplus_mm.datasets import LoadVOCAnnotations, PascalVOCAugDataset
-from deeplabplus_mm.datasets.preparation import coco_to_voc as c2v
 from tools import REPO
 from tools.benchmarks import _harness as common
+from tools.dataset_converters import _coco_to_voc as c2v
 from tools.fixtures.synthetic_coco import make_synthetic_coco
 from tools.fixtures.synthetic_voc import make_synthetic_voc
 
