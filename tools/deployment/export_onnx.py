@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Dict, Optional, Tuple
 
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
 
 
 def parse_args():
@@ -75,8 +75,6 @@ def run_export(config: str,
         dict: The metadata written (see
         :func:`deeplabplus_mm.apis.export.export_onnx`).
     """
-    from mmengine.config import Config
-
     from deeplabplus_mm.apis.export import (build_deployable,
                                             check_export_args, default_shape,
                                             export_onnx)
