@@ -17,7 +17,8 @@ import pytest
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TESTS_DIR = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(TESTS_DIR)  # the checkout (the tests' one place for it)
 # The tools' shared modules (tools.fixtures, the benchmarks' harness...) are
 # imported as tools.*, from the checkout.
 if REPO not in sys.path:

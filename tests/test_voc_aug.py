@@ -13,6 +13,7 @@ import scipy.sparse as sparse
 from PIL import Image
 
 import deeplabplus_mm.datasets  # noqa: F401  (registers our modules)
+from conftest import REPO
 from deeplabplus_mm.datasets import DatasetError
 from deeplabplus_mm.datasets.voc_meta import VOC_PALETTE
 from tools.dataset_converters._sbd_voc_aug import (VOC_AUG_SIZE,
@@ -21,8 +22,7 @@ from tools.dataset_converters._sbd_voc_aug import (VOC_AUG_SIZE,
                                                    trainaug_names)
 from tools.fixtures.synthetic_voc import make_synthetic_voc
 
-REPO = Path(__file__).resolve().parents[1]
-TOOL = REPO / 'tools' / 'dataset_converters' / 'voc_aug.py'
+TOOL = Path(REPO) / 'tools' / 'dataset_converters' / 'voc_aug.py'
 
 VOC_TRAIN = [f'synth_{i:05d}' for i in range(4)]
 VOC_VAL = [f'synth_{i:05d}' for i in range(4, 7)]
