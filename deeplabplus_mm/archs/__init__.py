@@ -9,6 +9,8 @@ shapes) a config's model holds, without building it:
   stride and rates for an output stride and multi-grid;
 * :mod:`.mobilenet_v2`: MobileNetV2 as TF DeepLab builds it (channel
   rounding, stride and rate per layer);
+* :mod:`.mobilenet_v3`: MobileNetV3 Large / Small and EdgeTPU-MobileNet
+  as TF DeepLab's feature extractor builds them;
 * :mod:`.heads`: the ASPP, the Dense Prediction Cell and the decoder as
   lists of :class:`~.heads.HeadConv` layers;
 * :mod:`.layers`: :class:`ConvSpec`, :func:`state_shapes` and TF's
@@ -40,13 +42,14 @@ records (one per convolution, with its module path) and
 """
 from typing import Callable, Dict, List, Mapping
 
-from . import fake_quant, heads, mobilenet_v2, xception
+from . import fake_quant, heads, mobilenet_v2, mobilenet_v3, xception
 from .layers import ConvSpec, state_shapes
 
 # Registered model type -> its convolutions from the config's arguments.
 BACKBONE_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
     'AlignedXception': xception.convs,
     'MobileNetV2TF': mobilenet_v2.convs,
+    'MobileNetV3TF': mobilenet_v3.convs,
 }
 HEAD_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
     'DeepLabV3PlusTFHead': heads.aspp_head_convs,
