@@ -8,7 +8,9 @@ shapes) a config's model holds, without building it:
 * :mod:`.mobilenet_v2`: MobileNetV2 as TF DeepLab builds it (channel
   rounding, output stride -> stride and rate per layer);
 * :mod:`.heads`: the DeepLab v3+ head (ASPP, decoder) and the Dense
-  Prediction Cell, as lists of convolutions.
+  Prediction Cell, as lists of convolutions;
+* :mod:`.lraspp`: the MobileNetV3 segmentation head (LR-ASPP: gated 1x1
+  branch, sum-merge decoder whose output is the logits).
 
 :func:`model_convs` turns a config's ``model`` dict into :class:`ConvSpec`
 records (one per convolution, with its module path) and
@@ -16,7 +18,7 @@ records (one per convolution, with its module path) and
 """
 from typing import Callable, Dict, List, Mapping
 
-from . import heads, mobilenet_v2, xception
+from . import heads, lraspp, mobilenet_v2, xception
 from .layers import ConvSpec, state_shapes
 
 # Registered model type -> its convolutions from the config's arguments.
@@ -27,6 +29,7 @@ BACKBONE_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
 HEAD_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
     'DeepLabV3PlusTFHead': heads.aspp_head_convs,
     'DensePredictionCellHead': heads.dpc_head_convs,
+    'LRASPPTFHead': lraspp.convs,
 }
 
 

@@ -116,6 +116,8 @@ def inspect_variables(shapes: Dict[str, tuple]) -> CheckpointInfo:
         head = 'DensePredictionCellHead'
     elif logits is not None:
         head = 'DeepLabV3PlusTFHead'
+    elif nt.SUM_MERGE_LOGITS in shapes:
+        head, logits = 'LRASPPTFHead', shapes[nt.SUM_MERGE_LOGITS]
     else:
         head = None
     return CheckpointInfo(
@@ -135,13 +137,16 @@ def suggest_config(info: CheckpointInfo,
     backbone = nt.family_named(info.family).config_name(info.backbone)
     if backbone is None:
         return None
+    stride = 16
     if info.head == 'DensePredictionCellHead':
         algo = 'dpc'
+    elif info.head == 'LRASPPTFHead':  # the zoo's MobileNetV3 models
+        algo, stride = 'lraspp', 32
     else:
         algo = 'deeplabv3plus' if info.decoder or not info.has_head \
             else 'deeplabv3'
-    candidates = sorted(
-        glob.glob(osp.join(configs_dir, algo, f'{algo}_{backbone}-d16_*.py')))
+    candidates = sorted(glob.glob(
+        osp.join(configs_dir, algo, f'{algo}_{backbone}-d{stride}_*.py')))
     if not info.has_head:  # ImageNet backbone: any config of it will do
         candidates += sorted(
             glob.glob(osp.join(configs_dir, '*', f'*_{backbone}-d16_*.py')))
