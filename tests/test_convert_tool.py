@@ -242,7 +242,7 @@ def test_converting_imports_neither_mmseg_nor_mmcv(tmp_path, deeplab_ckpt):
 @pytest.mark.parametrize('root,family', [
     ('resnet_v1_101', 'resnet_v1 / resnet_v1_beta'),
     ('pnasnet', 'NAS (pnasnet)'),
-    ('MobilenetV3', 'mobilenet_v3'),
+    ('MobilenetV1', 'mobilenet_v1'),
 ])
 def test_unsupported_family_is_named(tmp_path, root, family):
     tensors = {

@@ -7,6 +7,8 @@ shapes) a config's model holds, without building it:
 * :mod:`.xception`: aligned Xception-41/65/71 block settings;
 * :mod:`.mobilenet_v2`: MobileNetV2 as TF DeepLab builds it (channel
   rounding, output stride -> stride and rate per layer);
+* :mod:`.mobilenet_v3`: MobileNetV3 Large / Small and EdgeTPU-MobileNet
+  as TF DeepLab's feature extractor builds them;
 * :mod:`.heads`: the DeepLab v3+ head (ASPP, decoder) and the Dense
   Prediction Cell, as lists of convolutions;
 * :mod:`.lraspp`: the MobileNetV3 segmentation head (LR-ASPP: gated 1x1
@@ -18,13 +20,14 @@ records (one per convolution, with its module path) and
 """
 from typing import Callable, Dict, List, Mapping
 
-from . import heads, lraspp, mobilenet_v2, xception
+from . import heads, lraspp, mobilenet_v2, mobilenet_v3, xception
 from .layers import ConvSpec, state_shapes
 
 # Registered model type -> its convolutions from the config's arguments.
 BACKBONE_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
     'AlignedXception': xception.convs,
     'MobileNetV2TF': mobilenet_v2.convs,
+    'MobileNetV3TF': mobilenet_v3.convs,
 }
 HEAD_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
     'DeepLabV3PlusTFHead': heads.aspp_head_convs,

@@ -186,7 +186,79 @@ MOBILENET_V2 = Family(
     config_name=_mobilenet_v2_name,
     variant_name=_mobilenet_v2_variant_name)
 
-FAMILIES: List[Family] = [XCEPTION, MOBILENET_V2]
+# Depth multipliers tried when detecting a MobileNetV3 / EdgeTPU variant.
+MOBILENET_V3_MULTIPLIERS = (1.0, 0.75, 0.5, 0.35, 1.25)
+
+
+def _mobilenet_v3_variant(shapes, root):
+    """The arch ('large', 'small' under MobilenetV3/, 'edgetpu' under
+    MobilenetEdgeTPU/) and depth multiplier whose layers have exactly the
+    checkpoint's shapes (None if no candidate fits)."""
+    from ..archs import mobilenet_v3
+    prefix = root.group(0)
+    found = {
+        name[len(prefix):].rpartition('/')[0]: shape
+        for name, shape in shapes.items()
+        if name.endswith('weights') and name.startswith(prefix)
+    }
+    for arch, (scope, _, _) in mobilenet_v3.ARCHS.items():
+        if scope + '/' != prefix:
+            continue
+        for multiplier in MOBILENET_V3_MULTIPLIERS:
+            want = {
+                MOBILENET_V3.table.to_tf(c.path)[0]: c.weight_shape()
+                for c in mobilenet_v3.convs(arch, multiplier)
+            }
+            if all(s in found and _torch_from_tf_conv(found[s], s) == shape
+                   for s, shape in want.items()):
+                return dict(arch=arch, depth_multiplier=multiplier)
+    return dict(arch=None, depth_multiplier=None)
+
+
+def _mobilenet_v3_name(args):
+    """Config name part: mobilenetv3-large, mobilenetv3-small,
+    mobilenet-edgetpu, mobilenet-edgetpu-dm075 (the zoo's variants)."""
+    arch = args.get('arch', 'large')
+    multiplier = args.get('depth_multiplier', 1.0)
+    names = {('large', 1.0): 'mobilenetv3-large',
+             ('small', 1.0): 'mobilenetv3-small',
+             ('edgetpu', 1.0): 'mobilenet-edgetpu',
+             ('edgetpu', 0.75): 'mobilenet-edgetpu-dm075'}
+    return names.get((arch, multiplier))
+
+
+def _mobilenet_v3_variant_name(args):
+    """TF DeepLab's model_variant, with ``_dm<m>`` for other multipliers."""
+    arch = args.get('arch', 'large')
+    multiplier = args.get('depth_multiplier', 1.0)
+    name = ('mobilenet_edgetpu' if arch == 'edgetpu' else
+            f'mobilenet_v3_{arch}_seg')
+    return name + ('' if multiplier == 1.0 else f'_dm{multiplier:g}')
+
+
+MOBILENET_V3 = Family(
+    name='mobilenet_v3',
+    model_type='MobileNetV3TF',
+    root=re.compile(r'(MobilenetV3|MobilenetEdgeTPU)/'),
+    table=ScopeTable(
+        [('Conv{n}', 'conv{n}'),
+         ('expanded_conv{n}/{op}', 'expanded_conv{n}.{op}'),
+         ('expanded_conv{n}/squeeze_excite/Conv',
+          'expanded_conv{n}.squeeze_excite.squeeze', 'plain'),
+         ('expanded_conv{n}/squeeze_excite/Conv_1',
+          'expanded_conv{n}.squeeze_excite.excite', 'plain'),
+         ('expanded_conv{n}', 'expanded_conv{n}')],
+        dict(n=r'(?:_\d+)?', op='expand|depthwise|project')),
+    # slim's classifiers: V3's Conv_2 (after the pooling) and the logits
+    ignored=re.compile(r'(MobilenetV3/(Conv_2|Logits)|MobilenetEdgeTPU/'
+                       r'Logits)/'),
+    variant=_mobilenet_v3_variant,
+    root_of=lambda args: ('MobilenetEdgeTPU/' if args.get('arch') ==
+                          'edgetpu' else 'MobilenetV3/'),
+    config_name=_mobilenet_v3_name,
+    variant_name=_mobilenet_v3_variant_name)
+
+FAMILIES: List[Family] = [XCEPTION, MOBILENET_V2, MOBILENET_V3]
 
 
 def family_named(name: str) -> Family:
@@ -198,8 +270,6 @@ UNSUPPORTED_FAMILIES = [
     (re.compile(r'resnet_v1_\d+/'), 'resnet_v1 / resnet_v1_beta'),
     (re.compile(r'pnasnet/'), 'NAS (pnasnet)'),
     (re.compile(r'hnasnet/'), 'NAS (hnasnet)'),
-    (re.compile(r'MobilenetV3/'), 'mobilenet_v3'),
-    (re.compile(r'MobilenetEdgeTPU/'), 'mobilenet_edgetpu'),
     (re.compile(r'MobilenetV1/'), 'mobilenet_v1'),
     (re.compile(r'resnet_v2_\d+/'), 'resnet_v2'),
     (re.compile(r'Inception\w*/|InceptionResnetV2/'), 'inception'),
