@@ -32,9 +32,10 @@ LEAVES = [c for c in CONFIGS
 DEMO_FOLDER = 'demo'
 RATES = {16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
 # mmseg's config naming; the backbone is a name ('xception65', 'r101',
-# 'mobilenetv2') plus '-<abbreviation><digits>' modifiers ('-dm05').
+# 'mobilenetv2') plus '-<abbreviation><digits>' modifiers ('-dm05') or a
+# word, the backbone's arch argument ('mobilenetv3-large').
 NAME = re.compile(r'^(?P<algo>[a-z][a-z0-9]*)_'
-                  r'(?P<backbone>[a-z][a-z0-9]*(?:-[a-z]+\d+)*)'
+                  r'(?P<backbone>[a-z][a-z0-9]*(?:-[a-z]+\d*)*)'
                   r'-d(?P<os>\d+)_(?P<gpus>\d+)xb(?P<batch>\d+)-'
                   r'(?P<iters>\d+(?:k|it))_(?P<dataset>[\w-]+)-'
                   r'(?P<h>\d+)x(?P<w>\d+)\.py$')
@@ -44,6 +45,7 @@ ALGORITHMS = {
     'deeplabv3': dict(decoder=False),
     'deeplabv3plus': dict(decoder=True),
     'dpc': dict(decoder=True, head='DensePredictionCellHead'),
+    'lraspp': dict(decoder=True, head='LRASPPTFHead'),
 }
 # Backbone argument that a name's number gives ('xception65': arch=65,
 # 'r101': depth=101); names without such an argument are spelled in the
@@ -69,6 +71,8 @@ ZOO_CONFIGS = [
     '257x257.py',
     'dpc/dpc_xception71-d16_4xb2-90k_cityscapes-769x769.py',
     'dpc/dpc_xception71-d8_4xb2-90k_cityscapes-769x769.py',
+    'lraspp/lraspp_mobilenetv3-large-d32_4xb2-90k_cityscapes-769x769.py',
+    'lraspp/lraspp_mobilenetv3-small-d32_4xb2-90k_cityscapes-769x769.py',
 ]
 
 
@@ -136,11 +140,16 @@ def check_backbone_name(name, backbone, bb):
     the config's backbone: its letters name the type, its number is the
     architecture argument, its modifiers are arguments."""
     token, *modifiers = backbone.split('-')
+    words = [m for m in modifiers if m.isalpha()]
+    modifiers = [m for m in modifiers if not m.isalpha()]
     letters, number = re.fullmatch(r'([a-z]+?)(\d*)', token).groups()
     kind = bb.type.lower()
     assert letters in kind, f'{name}: {bb.type} is no {letters}'
     args = [a for a in ARCH_ARGUMENTS if a in bb]
-    if number and args:
+    if words:  # 'mobilenetv3-large': type MobileNetV3..., arch 'large'
+        assert token in kind, f'{name}: {bb.type} is no {token}'
+        assert [bb.get('arch')] == words, (name, bb.get('arch'))
+    elif number and args:
         assert bb[args[0]] == int(number), (name, args[0], bb[args[0]])
     else:
         assert token in kind, f'{name}: {bb.type} is no {token}'
