@@ -1,5 +1,9 @@
-"""LRASPPTFHead (TF DeepLab's MobileNetV3 segmentation head) against
-TensorFlow: on the backbone end points TF computed (tests/tf_eval/
+"""LRASPPTFHead (TF DeepLab's MobileNetV3 segmentation head) and the zoo's
+MobileNetV3 models against TensorFlow. End to end: a TF-format checkpoint of
+the case's variables (tests/tf_values.py values) goes through
+tools/convert_tf_checkpoint.py (its config suggestion) into the shipped
+config's model, which gives TF's logits at an aligned and an odd size; the
+converter's name tables list exactly TF's variables. The head alone: on the backbone end points TF computed (tests/tf_eval/
 mobilenetv3_*_cityscapes: ``features`` = MobilenetV3/Conv_1, ``low_level`` =
 the decoder's layer_N/depthwise_output), with the case's variables mapped
 through the converter's head table, the head of the shipped config gives
@@ -19,8 +23,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import deeplabplus_mm  # noqa: F401  (registers LRASPPTFHead)
 import tf_values
-from conftest import REPO
-from deeplabplus_mm.converters import map_scope, name_tables
+from conftest import REPO, build_model, run_tool
+from deeplabplus_mm.converters import (map_scope, name_tables, tf_variables,
+                                       write_checkpoint)
 from deeplabplus_mm.converters.tf_deeplab import to_torch_layout
 from deeplabplus_mm.models.decode_heads import LRASPPTFHead
 from mmseg.registry import MODELS
@@ -97,6 +102,68 @@ def test_head_gives_tfs_logits_on_tfs_features(case):
         # the window and stride matter at these sizes (2x2 windows of 6x8
         # and 7x9 features): a global pooling misses TF's gate by > 10 x ATOL
         assert np.abs(global_gate - ref[f'gate_{size}']).max() > 10 * ATOL
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_converted_zoo_checkpoint_gives_tfs_logits(case, tmp_path):
+    meta, table, ref = reference(case)
+    cfg = Config.fromfile(osp.join(REPO, meta['config']))
+    assert tf_variables(cfg.model) == dict(table)  # no model built
+    write_checkpoint(str(tmp_path / 'model.ckpt'), {
+        name: tf_values.variable_value(name, shape) for name, shape in table})
+    out = tmp_path / 'converted.pth'
+    log = run_tool('tools/convert_tf_checkpoint.py', str(tmp_path),
+                   str(out)).stdout
+    variant = case.replace('_cityscapes', '_seg').replace('v3_', '_v3_')
+    assert f'{variant} DeepLab segmentor' in log and 'classes: 19' in log
+    assert f'config: {meta["config"]}' in log  # the config it suggests
+    cfg.merge_from_dict(meta['cfg_options'])  # the references' window
+    cfg.model.data_preprocessor.test_cfg = None  # crop = image, as TF's
+    model = build_model(cfg.model).eval()
+    model.load_state_dict(torch.load(out)['state_dict'], strict=True)
+    for size in meta['sizes']:  # 161x225 (5 x 32 + 1, 7 x 32 + 1), 201x283
+        h, w = (int(s) for s in size.split('x'))
+        rgb = tf_values.make_image(h, w)[0]
+        inputs = model.data_preprocessor(dict(
+            inputs=[torch.from_numpy(rgb[..., ::-1].copy()).permute(2, 0, 1)],
+            data_samples=None), False)['inputs']
+        with torch.no_grad():
+            logits = model.decode_head(model.extract_feat(inputs))
+        ours = logits.permute(0, 2, 3, 1).numpy().astype(np.float64)
+        theirs = ref[f'logits_{size}']
+        assert ours.shape == theirs.shape
+        diff = np.abs(ours - theirs).max()
+        assert diff <= ATOL, f'{case} {size}: max |diff| {diff:.3g}'
+
+
+def test_zoo_config_pads_to_the_evaluation_size():
+    """The shipped config's test padding (1025x2049, 0 after normalisation =
+    TF's 127.5) gives the zoo's window its 3x9 positions: a small image's
+    prediction is the network's on the explicitly padded image, cropped."""
+    cfg = Config.fromfile(osp.join(REPO, CONFIG.format('small')))
+    model = build_model(cfg.model, seed=0).eval()
+    rgb = tf_values.make_image(97, 129)[0]
+    from mmseg.structures import SegDataSample
+    sample = SegDataSample(metainfo=dict(
+        ori_shape=(97, 129), img_shape=(97, 129), pad_shape=(97, 129),
+        padding_size=[0, 0, 0, 0]))
+    data = model.data_preprocessor(dict(
+        inputs=[torch.from_numpy(rgb[..., ::-1].copy()).permute(2, 0, 1)],
+        data_samples=[sample]), False)
+    assert tuple(data['inputs'].shape[2:]) == (1025, 2049)
+    gates = []
+    model.decode_head.image_pooling.register_forward_hook(
+        lambda m, args, out: gates.append(out.shape[2:]))
+    with torch.no_grad():
+        got = model.predict(data['inputs'], data['data_samples'])
+        x = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)
+        x = F.pad(x[None] / 127.5 - 1, (0, 2049 - 129, 0, 1025 - 97))
+        logits = model.decode_head(model.extract_feat(x))
+    expected = F.interpolate(logits, (1025, 2049), mode='bilinear',
+                             align_corners=True)[0, :, :97, :129]
+    assert gates == [(3, 9), (3, 9)]
+    torch.testing.assert_close(got[0].seg_logits.data, expected, atol=1e-5,
+                               rtol=0)
 
 
 def _head(**kwargs):
