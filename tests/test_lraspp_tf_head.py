@@ -248,3 +248,50 @@ def test_features_smaller_than_the_window_are_refused():
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         _head(**kwargs)
+
+
+@pytest.mark.parametrize('arch', ['large', 'small'])
+def test_zoo_row_converts_and_segments(arch, tmp_path):
+    """``--zoo mobilenetv3_<arch>_cityscapes_trainfine`` from a mirror
+    folder holding a zoo-like tarball (TF's variable names, global_step):
+    the row's checks pass (variant, head, classes), the config beside the
+    .pth is the shipped one, and (Small) tools/infer.py segments a photo
+    with it (padded to 1025x2049 for the 25x25 pooling window)."""
+    import tarfile
+
+    from deeplabplus_mm.converters.zoo import ZOO
+    row = ZOO[f'mobilenetv3_{arch}_cityscapes_trainfine']
+    _, table, _ = reference(f'mobilenetv3_{arch}_cityscapes')
+    prefix = tmp_path / 'ckpt' / 'model.ckpt-90000'
+    prefix.parent.mkdir()
+    tensors = {name: tf_values.variable_value(name, shape)
+               for name, shape in table}
+    tensors['global_step'] = np.asarray(90000, np.int64)
+    write_checkpoint(str(prefix), tensors)
+    mirror = tmp_path / 'mirror'
+    mirror.mkdir()
+    with tarfile.open(mirror / row.filename, mode='w:gz') as tar:
+        for suffix in ('.index', '.data-00000-of-00001'):
+            tar.add(f'{prefix}{suffix}',
+                    arcname=f'deeplab_mnv3/model.ckpt-90000{suffix}')
+    out = tmp_path / 'mnv3.pth'
+    log = run_tool('tools/convert_tf_checkpoint.py', '--zoo', row.name,
+                   str(out), '--mirror', str(mirror),
+                   env={'DEEPLABPLUS_MM_CACHE': str(tmp_path / 'cache')}
+                   ).stdout
+    written = str(out)[:-len('.pth')] + '.py'
+    assert f'-> {out}, config: {written}' in log
+    published = {'large': 72.41, 'small': 68.99}[arch]
+    assert f"TF's published mIoU: {published:.2f} (val, OS 32" in log
+    assert Config.fromfile(written).model == Config.fromfile(
+        osp.join(REPO, CONFIG.format(arch))).model
+    if arch == 'large':
+        return  # Small's path below; Large: 3.4x its multiply-adds (zoo)
+    import cv2
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(tmp_path / 'photo.jpg'),
+                rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
+    run_tool('tools/infer.py', written, str(out), str(tmp_path / 'photo.jpg'),
+             '--out-dir', str(tmp_path / 'infer'))
+    from PIL import Image
+    assert Image.open(tmp_path / 'infer' / 'photo.png').size == (80, 60)
