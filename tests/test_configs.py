@@ -234,6 +234,12 @@ def test_config_builds_and_agrees_with_its_name(path):
         if pipeline is not None:
             Compose(pipeline)
     assert cfg.val_evaluator.type == 'IoUMetric'
+    # TTA resizes each image as the evaluation does before padding it to the
+    # test size: TF's resize_to_range at that size (ADE20K)
+    resize = cfg.get('tta_model', {}).get('resize_to_range')
+    if resize:
+        test_size = cfg.model.data_preprocessor.test_cfg['size']
+        assert (resize['min_size'], resize['max_size']) == tuple(test_size)
 
 
 @pytest.mark.parametrize('name', [

@@ -1,15 +1,14 @@
 """LRASPPTFHead (TF DeepLab's MobileNetV3 segmentation head) and the zoo's
-MobileNetV3 models against TensorFlow. End to end: a TF-format checkpoint of
-the case's variables (tests/tf_values.py values) goes through
-tools/convert_tf_checkpoint.py (its config suggestion) into the shipped
-config's model, which gives TF's logits at an aligned and an odd size; the
-converter's name tables list exactly TF's variables. The head alone: on the backbone end points TF computed (tests/tf_eval/
+MobileNetV3 rows. (End to end against TF, through the converter CLI and the
+shipped configs: tests/test_tf_eval_refs.py, cases mobilenetv3_*.) The head
+alone: on the backbone end points TF computed (tests/tf_eval/
 mobilenetv3_*_cityscapes: ``features`` = MobilenetV3/Conv_1, ``low_level`` =
 the decoder's layer_N/depthwise_output), with the case's variables mapped
 through the converter's head table, the head of the shipped config gives
-TF's gate (the image pooling branch, resized) and TF's logits. Also the rules that the small references cannot show: the
-zoo's 25x25 pooling window at 769 and its (4, 5) stride over the 1025x2049
-evaluation size, q-sigmoid's constant, and the errors. Needs no
+TF's gate (the image pooling branch, resized) and TF's logits. Also what
+the small references cannot show: the zoo's 25x25 pooling window at 769
+and its (4, 5) stride over the 1025x2049 evaluation size, the forward
+order, the errors, and the zoo rows through ``--zoo``. Needs no
 ../shared."""
 import json
 import os.path as osp
@@ -24,9 +23,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import deeplabplus_mm  # noqa: F401  (registers LRASPPTFHead)
 import tf_values
 from conftest import REPO, build_model, run_tool
-from deeplabplus_mm.converters import (map_scope, name_tables, tf_variables,
-                                       write_checkpoint)
-from deeplabplus_mm.converters.tf_deeplab import to_torch_layout
+from deeplabplus_mm.converters import (map_scope, name_tables,
+                                       to_torch_layout, write_checkpoint)
 from deeplabplus_mm.models.decode_heads import LRASPPTFHead
 from mmseg.registry import MODELS
 
@@ -102,38 +100,6 @@ def test_head_gives_tfs_logits_on_tfs_features(case):
         # the window and stride matter at these sizes (2x2 windows of 6x8
         # and 7x9 features): a global pooling misses TF's gate by > 10 x ATOL
         assert np.abs(global_gate - ref[f'gate_{size}']).max() > 10 * ATOL
-
-
-@pytest.mark.parametrize('case', CASES)
-def test_converted_zoo_checkpoint_gives_tfs_logits(case, tmp_path):
-    meta, table, ref = reference(case)
-    cfg = Config.fromfile(osp.join(REPO, meta['config']))
-    assert tf_variables(cfg.model) == dict(table)  # no model built
-    write_checkpoint(str(tmp_path / 'model.ckpt'), {
-        name: tf_values.variable_value(name, shape) for name, shape in table})
-    out = tmp_path / 'converted.pth'
-    log = run_tool('tools/convert_tf_checkpoint.py', str(tmp_path),
-                   str(out)).stdout
-    variant = case.replace('_cityscapes', '_seg').replace('v3_', '_v3_')
-    assert f'{variant} DeepLab segmentor' in log and 'classes: 19' in log
-    assert f'config: {meta["config"]}' in log  # the config it suggests
-    cfg.merge_from_dict(meta['cfg_options'])  # the references' window
-    cfg.model.data_preprocessor.test_cfg = None  # crop = image, as TF's
-    model = build_model(cfg.model).eval()
-    model.load_state_dict(torch.load(out)['state_dict'], strict=True)
-    for size in meta['sizes']:  # 161x225 (5 x 32 + 1, 7 x 32 + 1), 201x283
-        h, w = (int(s) for s in size.split('x'))
-        rgb = tf_values.make_image(h, w)[0]
-        inputs = model.data_preprocessor(dict(
-            inputs=[torch.from_numpy(rgb[..., ::-1].copy()).permute(2, 0, 1)],
-            data_samples=None), False)['inputs']
-        with torch.no_grad():
-            logits = model.decode_head(model.extract_feat(inputs))
-        ours = logits.permute(0, 2, 3, 1).numpy().astype(np.float64)
-        theirs = ref[f'logits_{size}']
-        assert ours.shape == theirs.shape
-        diff = np.abs(ours - theirs).max()
-        assert diff <= ATOL, f'{case} {size}: max |diff| {diff:.3g}'
 
 
 def test_zoo_config_pads_to_the_evaluation_size():

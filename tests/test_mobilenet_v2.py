@@ -12,8 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import deeplabplus_mm  # noqa: F401  (registers MobileNetV2TF)
 import tf_names
-from deeplabplus_mm.converters import plan
-from deeplabplus_mm.converters.tf_deeplab import CheckpointInfo
+from deeplabplus_mm.converters import CheckpointInfo, plan
 from deeplabplus_mm.models.backbones.mobilenet_v2_tf import (MobileNetV2TF,
                                                              tf_same_pad)
 from mmseg.registry import MODELS

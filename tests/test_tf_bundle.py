@@ -10,13 +10,13 @@ import pytest
 
 from conftest import tf_refs_folder
 from deeplabplus_mm.converters import crc
-from deeplabplus_mm.converters import tf_bundle as tb
 from deeplabplus_mm.converters import tf_bundle_writer as tw
 from deeplabplus_mm.converters.crc import crc32c
 from deeplabplus_mm.converters.tf_bundle import (CheckpointReader,
                                                  TFCheckpointError,
                                                  load_checkpoint,
-                                                 open_checkpoint, read_index)
+                                                 open_checkpoint, read_index,
+                                                 sstable)
 from deeplabplus_mm.converters.tf_bundle_writer import write_checkpoint
 
 
@@ -85,10 +85,10 @@ def _index(*entries):
 
 def _num_data_blocks(index_bytes):
     footer = index_bytes[-48:]
-    _, pos = tb._block_handle(footer)
-    index_handle, _ = tb._block_handle(footer, pos)
-    index_block = tb._read_block(index_bytes, index_handle)
-    return len(list(tb._block_items(index_block)))
+    _, pos = sstable.block_handle(footer)
+    index_handle, _ = sstable.block_handle(footer, pos)
+    index_block = sstable.read_block(index_bytes, index_handle)
+    return len(list(sstable.block_items(index_block)))
 
 
 # ---------------------------------------------------------------------------
@@ -358,8 +358,7 @@ def test_public_names_importable_as_before():
                  'load_checkpoint', 'open_checkpoint', 'read_index',
                  'write_checkpoint'):
         assert name in converters.__all__ and hasattr(converters, name)
-    assert converters.crc32c is tb.crc32c is crc.crc32c
-    assert tb.mask_crc32c is crc.mask_crc32c
+    assert converters.crc32c is crc.crc32c
     assert converters.write_checkpoint is write_checkpoint
 
 

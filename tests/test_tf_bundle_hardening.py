@@ -22,12 +22,14 @@ import pytest
 from conftest import run_tool
 from test_tf_bundle import _fixtures
 
-from deeplabplus_mm.converters import tf_bundle as tb
 from deeplabplus_mm.converters import tf_bundle_writer as tw
 from deeplabplus_mm.converters.crc import crc32c, mask_crc32c
-from deeplabplus_mm.converters.tf_bundle import (TFCheckpointError,
+from deeplabplus_mm.converters.tf_bundle import (CheckpointReader,
+                                                 TFCheckpointError,
                                                  load_checkpoint,
-                                                 open_checkpoint, read_index)
+                                                 open_checkpoint, opening,
+                                                 read_index, sstable)
+from deeplabplus_mm.converters.tf_bundle.meta import data_name
 from deeplabplus_mm.converters.tf_bundle_writer import write_checkpoint
 
 MiB = 1 << 20
@@ -108,7 +110,7 @@ def _write(prefix, index, data=None, num_shards=1):
     with open(f'{prefix}.index', 'wb') as f:
         f.write(index)
     if data is not None:
-        with open(tb._data_name(prefix, 0, num_shards), 'wb') as f:
+        with open(data_name(prefix, 0, num_shards), 'wb') as f:
             f.write(data)
 
 
@@ -126,11 +128,11 @@ def test_huge_num_shards_opens_only_the_named_shard(tmp_path):
     with bounded():
         loaded = load_checkpoint(prefix)
     assert loaded['w'].tolist() == [[0, 1, 2], [3, 4, 5]]
-    os.remove(tb._data_name(prefix, 0, n))
+    os.remove(data_name(prefix, 0, n))
     with bounded(), pytest.raises(TFCheckpointError,
                                   match='missing data shard') as error:
         open_checkpoint(prefix)
-    assert_one_line_error(error, tb._data_name(prefix, 0, n))
+    assert_one_line_error(error, data_name(prefix, 0, n))
 
 
 @pytest.mark.parametrize('num_shards', [2**31, 2**63, -1])
@@ -181,7 +183,7 @@ def test_tensor_extent_beyond_the_shard(tmp_path):
             TFCheckpointError, match="'far' .* extends past the end") as error:
         open_checkpoint(prefix)
     assert memory['peak'] < 4 * MiB
-    assert_one_line_error(error, tb._data_name(prefix, 0, 1))
+    assert_one_line_error(error, data_name(prefix, 0, 1))
 
 
 def _block_with_growing_keys(count):
@@ -235,7 +237,7 @@ def _raw_table(blocks, handles=None):
     for offset, size in (put(tw._BlockBuilder(16).finish()),
                          put(index.finish())):
         footer += _varint(offset) + _varint(size)
-    footer += bytes(40 - len(footer)) + tb._MAGIC.to_bytes(8, 'little')
+    footer += bytes(40 - len(footer)) + sstable.MAGIC.to_bytes(8, 'little')
     return bytes(out + footer)
 
 
@@ -351,7 +353,7 @@ def test_truncated_archives(tmp_path):
 
 
 def test_archive_with_too_many_members(tmp_path, monkeypatch):
-    monkeypatch.setattr(tb, '_MAX_MEMBERS', 3)
+    monkeypatch.setattr(opening, '_MAX_MEMBERS', 3)
     folder = tmp_path / 'ckpt'
     _small_checkpoint(folder)
     archive = tmp_path / 'many.tar.gz'
@@ -428,10 +430,11 @@ def _expected(folder):
 def _blocks(index):
     """(offset, size) of every block of a table: data, metaindex, index."""
     footer = index[-48:]
-    meta, pos = tb._block_handle(footer)
-    top = tb._block_handle(footer, pos)[0]
-    data = [tb._block_handle(value)[0]
-            for _, value in tb._block_items(tb._read_block(index, top))]
+    meta, pos = sstable.block_handle(footer)
+    top = sstable.block_handle(footer, pos)[0]
+    index_block = sstable.read_block(index, top)
+    data = [sstable.block_handle(value)[0]
+            for _, value in sstable.block_items(index_block)]
     return data + [meta, top]
 
 
@@ -549,14 +552,14 @@ def test_reader_given_file_objects_and_buffers(tmp_path):
     prefix = tmp_path / 'model.ckpt'
     write_checkpoint(prefix, tensors)
     index = (tmp_path / 'model.ckpt.index').read_bytes()
-    data_path = tb._data_name(prefix, 0, 1)
+    data_path = data_name(prefix, 0, 1)
     with open(data_path, 'rb') as f:
-        reader = tb.CheckpointReader(index, {0: f}, str(prefix))
+        reader = CheckpointReader(index, {0: f}, str(prefix))
         assert reader.get('x').tolist() == [0, 1, 2, 3, 4]
         reader.close()
         assert f.closed  # the reader owns what it was given
     buffered = io.BytesIO(Path(data_path).read_bytes())
-    with tb.CheckpointReader(index, {0: buffered}, str(prefix)) as reader:
+    with CheckpointReader(index, {0: buffered}, str(prefix)) as reader:
         assert reader.get('y') == 2.5
     with pytest.raises(TFCheckpointError, match='closed'):
         reader.get('y')

@@ -71,7 +71,7 @@ def _tf_checkpoint_with_momentum(prefix, config):
 
     from deeplabplus_mm.archs import model_convs, state_shapes
     from deeplabplus_mm.converters import tf_variable_names, write_checkpoint
-    from deeplabplus_mm.converters.tf_deeplab import tf_shape
+    from deeplabplus_mm.converters.naming import tf_shape
     model = Config.fromfile(config).model.to_dict()
     shapes = state_shapes(model_convs(model))
     rng = np.random.default_rng(0)
@@ -99,7 +99,7 @@ def test_momentum_from_tf_checkpoint_continues_in_training(tmp_path):
     same step without them (TF: ``accum = 0.9 accum + m g; w -= lr
     accum``), whatever the parameter's gradient multiplier ``m`` (biases
     2, the head 10 and 20 here)."""
-    from deeplabplus_mm.converters.tf_deeplab import to_torch_layout
+    from deeplabplus_mm.converters import to_torch_layout
     tensors = _tf_checkpoint_with_momentum(str(tmp_path / 'tf' / 'model.ckpt'),
                                            MOBILENETV2_VOC)
     ckpt = convert(str(tmp_path / 'tf' / 'model.ckpt'),

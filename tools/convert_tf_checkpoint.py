@@ -120,13 +120,15 @@ class _Progress:
 def zoo_main(args):
     """--list and --zoo NAME (after :func:`import_converters`)."""
     zoo = importlib.import_module('deeplabplus_mm.converters.zoo')
+    zoo_convert = importlib.import_module(
+        'deeplabplus_mm.converters.zoo_convert')
     if args.list:
         print('\n'.join(zoo.list_lines()))
         return
     start = time.perf_counter()
     try:
         row = zoo.lookup(args.zoo)
-        meta = zoo.convert_row(
+        meta = zoo_convert.convert_row(
             row, args.out, args.mirror, args.keep_background_class,
             configs_dir=osp.join(REPO, 'configs'), progress=_Progress())
     except zoo.ZooError as e:
@@ -178,7 +180,7 @@ def main(argv=None):
           f'({time.perf_counter() - start:.2f} s)')
     if meta['ignored']:
         slots = [n for n in meta['ignored']
-                 if conv.tf_deeplab.IGNORED_RE.search(n)]
+                 if conv.detect.IGNORED_RE.search(n)]
         others = [n for n in meta['ignored'] if n not in slots]
         parts = []
         if slots:

@@ -49,3 +49,5 @@ model = dict(
         c1_in_index=0,
         decoder_use_separable_conv=True,
         num_classes=150))
+# TTA resizes as the evaluation does: TF's resize_to_range at 257.
+tta_model = dict(resize_to_range=dict(min_size=257, max_size=257))

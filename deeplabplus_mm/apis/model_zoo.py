@@ -54,7 +54,7 @@ def resolve(name: str, weights: Optional[str] = None,
             were given.
         ZooError: download or conversion failed.
     """
-    from ..converters import zoo
+    from ..converters import zoo, zoo_convert
     model = find_model(name)
     if model is None:
         names = [m['Name'] for m in _models()]
@@ -71,10 +71,11 @@ def resolve(name: str, weights: Optional[str] = None,
         raise ValueError(
             f'{name}: no trained checkpoint is published for '
             f'{model["Config"]} (train one, then pass its weights)')
-    out = osp.join(zoo.cache_dir(), f'{row.name}.pth')
+    out = osp.join(zoo_convert.cache_dir(), f'{row.name}.pth')
     if not osp.isfile(out):
-        zoo.convert_row(row, out, mirror or os.environ.get(zoo.MIRROR_ENV),
-                        configs_dir=osp.join(MIM_DIR, 'configs'))
+        zoo_convert.convert_row(
+            row, out, mirror or os.environ.get(zoo_convert.MIRROR_ENV),
+            configs_dir=osp.join(MIM_DIR, 'configs'))
     return config, out
 
 

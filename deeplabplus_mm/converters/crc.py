@@ -1,19 +1,18 @@
 """CRC-32C (Castagnoli) in numpy, as TensorFlow checksums checkpoints.
 
 TensorFlow stores the CRC-32C of every tensor and of every block of a
-checkpoint's ``.index`` table, and the standard library has no CRC-32C (only
-``zlib.crc32``, another polynomial). A byte-at-a-time loop in Python runs at
-a few MB/s, far too slow for checkpoints of hundreds of MB, so a buffer is
-cut into many equal lanes that a table-driven CRC advances in parallel, one
-32-bit word of every lane per numpy operation, and the lane CRCs are then
-merged with the GF(2)-linear CRC combine operator (the CRC of ``A + B`` is
-the CRC of ``A`` shifted over ``len(B)`` zero bytes, xor the CRC of ``B``):
-in a whole block by tables that shift each lane's state over the lanes
-after it at once (a tree of pairwise merges took a quarter of the time
-there). Buffers under 32 KiB (and the ends of longer ones) are too short for
-lanes: as the CRC is linear, their state is the xor of each byte's
-contribution at its position, one table gather per KiB; a few bytes take a
-plain Python loop over slice-by-4 tables.
+checkpoint's ``.index`` table; the standard library has only
+``zlib.crc32`` (another polynomial), and a byte-at-a-time Python loop is far
+too slow for checkpoints of hundreds of MB. So a buffer is cut into many
+equal lanes that a table-driven CRC advances in parallel, one 32-bit word of
+every lane per numpy operation, and the lane CRCs are then merged with the
+GF(2)-linear CRC combine operator (the CRC of ``A + B`` is the CRC of ``A``
+shifted over ``len(B)`` zero bytes, xor the CRC of ``B``): in a whole block
+by tables that shift each lane's state over the lanes after it at once.
+Buffers under 32 KiB (and the ends of longer ones) are too short for lanes:
+as the CRC is linear, their state is the xor of each byte's contribution at
+its position, one table gather per KiB; a few bytes take a plain Python
+loop over slice-by-4 tables. Throughput: ``docs/benchmarks.md``.
 """
 import functools
 

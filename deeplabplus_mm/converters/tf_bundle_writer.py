@@ -15,11 +15,12 @@ import uuid
 import numpy as np
 
 from .crc import crc32c, mask_crc32c
-from .tf_bundle import _BUNDLE_VERSION, _DTYPES, _MAGIC, _data_name
+from .tf_bundle.meta import BUNDLE_VERSION, DTYPES, data_name
+from .tf_bundle.sstable import MAGIC
 
 __all__ = ['write_checkpoint']
 
-_TF_CODES = {dtype: code for code, dtype in _DTYPES.items()}
+_TF_CODES = {dtype: code for code, dtype in DTYPES.items()}
 
 
 def _put_varint(out, value):
@@ -127,7 +128,7 @@ def _build_table(items, block_size):
     if pending is not None:
         index_block.add(_successor(last_key), pending)
     footer += write_block(index_block)
-    footer += bytes(40 - len(footer)) + struct.pack('<Q', _MAGIC)
+    footer += bytes(40 - len(footer)) + struct.pack('<Q', MAGIC)
     return bytes(out + footer)
 
 
@@ -185,12 +186,12 @@ def write_checkpoint(prefix, tensors, num_shards=1, block_size=4096):
     keys = sorted(arrays)
     header = bytearray()
     _pb_field(header, 1, 0, num_shards)
-    _pb_field(header, 3, 2, bytes([0x08, _BUNDLE_VERSION]))  # producer
+    _pb_field(header, 3, 2, bytes([0x08, BUNDLE_VERSION]))  # producer
     items = [(b'', bytes(header))]
     temps = []
     try:
         for shard in range(num_shards):
-            final = _data_name(prefix, shard, num_shards)
+            final = data_name(prefix, shard, num_shards)
             os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
             temps.append((f'{final}.tempstate{uuid.uuid4().hex}', final))
             first, stop = (len(keys) * s // num_shards
