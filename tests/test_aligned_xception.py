@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import deeplabplus_mm  # noqa: F401  (registers AlignedXception)
+from deeplabplus_mm.archs.xception import ARCH_SETTINGS
 from deeplabplus_mm.models.backbones.aligned_xception import (
-    ARCH_SETTINGS, AlignedXception, XceptionModule)
+    AlignedXception, XceptionModule)
 from mmseg.registry import MODELS
 
 BACKBONE_EPS = 1e-3  # xception_arg_scope(batch_norm_epsilon=1e-3)

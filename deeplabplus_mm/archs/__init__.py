@@ -1,18 +1,42 @@
-"""Architectures as data, in pure Python (no torch, no OpenMMLab imports).
+"""Architectures as data, in pure Python (no torch, no OpenMMLab imports):
+the single home of every backbone's schedule and every head's layout.
 
 The models build their layers from these descriptions, and the TF checkpoint
 converter computes from the very same data which parameters (names and
 shapes) a config's model holds, without building it:
 
-* :mod:`.xception`: aligned Xception-41/65/71 block settings;
+* :mod:`.xception`: aligned Xception-41/65/71 blocks, and every unit's
+  stride and rates for an output stride and multi-grid;
 * :mod:`.mobilenet_v2`: MobileNetV2 as TF DeepLab builds it (channel
-  rounding, output stride -> stride and rate per layer);
+  rounding, stride and rate per layer);
 * :mod:`.mobilenet_v3`: MobileNetV3 Large / Small and EdgeTPU-MobileNet
   as TF DeepLab's feature extractor builds them;
-* :mod:`.heads`: the DeepLab v3+ head (ASPP, decoder) and the Dense
-  Prediction Cell, as lists of convolutions;
+* :mod:`.heads`: the ASPP, the Dense Prediction Cell and the decoder as
+  lists of :class:`~.heads.HeadConv` layers;
 * :mod:`.lraspp`: the MobileNetV3 segmentation head (LR-ASPP: gated 1x1
-  branch, sum-merge decoder whose output is the logits).
+  branch, sum-merge decoder whose output is the logits);
+* :mod:`.layers`: :class:`ConvSpec`, :func:`state_shapes` and TF's
+  output-stride rule (:func:`~.layers.atrous_schedule`).
+
+Adding a backbone (or a head) follows one pattern:
+
+1. ``archs/<name>.py``: the TF tables as constants, a ``*_settings(...)``
+   function giving one record per layer or unit with its channels and, by
+   :func:`~.layers.atrous_schedule`, its stride and rate for an output
+   stride (see :func:`.mobilenet_v2.layer_settings`,
+   :func:`.xception.unit_settings`), and ``convs(**config_args)``: its
+   :class:`ConvSpec` records in module order, read from those settings
+   (a head: ``*_layers(...)`` of :class:`~.heads.HeadConv` and
+   ``*_head_convs(**config_args)``);
+2. the model in ``models/backbones/`` (with ``models/utils``'
+   ``feature_indices``, ``FrozenStagesMixin``, ``checkpoint_forward``) or
+   ``models/decode_heads/`` (on :class:`~deeplabplus_mm.models.
+   decode_heads.TFDecodeHead`) builds its modules from the settings
+   (layers) and holds no table of its own;
+3. its ``convs`` in :data:`BACKBONE_CONVS` (:data:`HEAD_CONVS`) below,
+   under the registered type name; ``tests/test_configs.py`` then checks
+   every config's built ``state_dict`` against :func:`model_convs`;
+4. its TF scope table in :mod:`deeplabplus_mm.converters.name_tables`.
 
 :func:`model_convs` turns a config's ``model`` dict into :class:`ConvSpec`
 records (one per convolution, with its module path) and
@@ -32,7 +56,7 @@ BACKBONE_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
 HEAD_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
     'DeepLabV3PlusTFHead': heads.aspp_head_convs,
     'DensePredictionCellHead': heads.dpc_head_convs,
-    'LRASPPTFHead': lraspp.convs,
+    'LRASPPTFHead': lraspp.lraspp_head_convs,
 }
 
 

@@ -1,5 +1,7 @@
-"""Convolutions as records, and the ``state_dict`` entries they create."""
-from typing import Dict, Iterable, NamedTuple, Tuple, Union
+"""Convolutions as records, the ``state_dict`` entries they create, and
+TF's output-stride rule that every backbone's schedule follows."""
+from typing import (Dict, Iterable, List, NamedTuple, Optional, Sequence,
+                    Tuple, Union)
 
 _BN_ENTRIES = ('weight', 'bias', 'running_mean', 'running_var')
 
@@ -58,3 +60,32 @@ def separable(path: str, in_channels: int, out_channels: int,
     return (ConvSpec(f'{path}.depthwise_conv', in_channels, in_channels,
                      kernel_size, groups=in_channels),
             ConvSpec(f'{path}.pointwise_conv', in_channels, out_channels, 1))
+
+
+def atrous_schedule(strides: Sequence[int], output_stride: Optional[int]
+                    ) -> List[Tuple[int, int]]:
+    """``(stride, rate)`` of each layer of nominal ``strides`` for an
+    ``output_stride``, by TF's rule (``resnet_utils.stack_blocks_dense``,
+    ``mobilenet.mobilenet_base``): once the running stride reaches the
+    target, layers run at stride 1 with the current atrous rate, and the
+    rate grows by each such layer's nominal stride after it.
+
+    Args:
+        strides: Nominal stride of each layer, in order.
+        output_stride: The target; None: no atrous conv (all strides kept).
+
+    Raises:
+        ValueError: the strides never reach ``output_stride``.
+    """
+    schedule, current, rate = [], 1, 1
+    for stride in strides:
+        if output_stride is not None and current == output_stride:
+            schedule.append((1, rate))
+            rate *= stride
+        else:
+            schedule.append((stride, 1))
+            current *= stride
+    if output_stride is not None and current != output_stride:
+        raise ValueError(f'output stride {output_stride} cannot be reached '
+                         f'with strides {tuple(strides)}')
+    return schedule

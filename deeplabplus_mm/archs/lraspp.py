@@ -19,7 +19,8 @@ flags (``aspp_convs_filters=128``, ``aspp_with_squeeze_and_excitation``,
   resized (``align_corners``) to the low-level size, summed with the
   projection: the logits (no ``logits/semantic``). Ours is ``conv_seg``.
 
-Read by :class:`deeplabplus_mm.models.LRASPPTFHead` and the converter.
+Read by :class:`deeplabplus_mm.models.LRASPPTFHead` (which builds its layers
+from :func:`lraspp_layers`) and by the converter.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -45,20 +46,37 @@ def pooling_kernel(image_pooling_crop_size: Optional[Sequence[int]],
                  for c in image_pooling_crop_size)
 
 
-def convs(in_channels: int,
-          channels: int,
-          num_classes: int,
-          c1_in_channels: int,
-          out_channels: Optional[int] = None,
-          **unused) -> List[ConvSpec]:
-    """The convolutions of ``LRASPPTFHead`` (same arguments)."""
-    classes = out_channels or num_classes
+def lraspp_layers(in_channels: int,
+                  channels: int,
+                  num_classes: int,
+                  c1_in_channels: int) -> List[ConvSpec]:
+    """The head's four 1x1 convs, in module order: ``image_pooling`` and
+    ``feature_projection0`` plain with bias, ``aspp0`` conv-BN-ReLU, and
+    ``conv_seg`` (TF's ``decoder/decoder_conv0``), the logits.
+
+    Raises:
+        ValueError: ``c1_in_channels`` < 1 (the decoder is part of it).
+    """
+    if c1_in_channels <= 0:
+        raise ValueError(f'c1_in_channels must be > 0, got '
+                         f'{c1_in_channels!r}')
     return [
         ConvSpec('image_pooling', in_channels, channels, 1, norm=False,
                  bias=True),
         ConvSpec('aspp0', in_channels, channels, 1),
-        ConvSpec('feature_projection0', c1_in_channels, classes, 1,
+        ConvSpec('feature_projection0', c1_in_channels, num_classes, 1,
                  norm=False, bias=True),
-        # decoder/decoder_conv0: mmseg's conv_seg
-        ConvSpec('conv_seg', channels, classes, 1, norm=False, bias=True),
+        ConvSpec('conv_seg', channels, num_classes, 1, norm=False,
+                 bias=True),
     ]
+
+
+def lraspp_head_convs(in_channels: int,
+                      channels: int,
+                      num_classes: int,
+                      c1_in_channels: int,
+                      out_channels: Optional[int] = None,
+                      **unused) -> List[ConvSpec]:
+    """The convolutions of ``LRASPPTFHead`` (its config arguments)."""
+    return lraspp_layers(in_channels, channels, out_channels or num_classes,
+                         c1_in_channels)

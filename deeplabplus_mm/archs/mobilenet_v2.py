@@ -6,12 +6,12 @@
 the 17 ``expanded_conv`` blocks up to end point ``layer_18`` (the 1x1
 ``Conv_1`` of the classifier is not built), channels rounded by
 ``mobilenet._make_divisible``, output stride turned into stride 1 + atrous
-rate by ``mobilenet.mobilenet_base``'s rule. Read by
+rate by ``mobilenet.mobilenet_base``'s rule (:func:`.layers.atrous_schedule`). Read by
 :class:`deeplabplus_mm.models.MobileNetV2TF` and by the converter.
 """
 from typing import List, NamedTuple, Optional
 
-from .layers import ConvSpec
+from .layers import ConvSpec, atrous_schedule
 
 # V2_DEF['spec'][0]: slim.conv2d 3x3, stride 2, 32 outputs.
 STEM_CHANNELS = 32
@@ -93,25 +93,18 @@ def layer_settings(depth_multiplier: float = 1.0,
     specs = [('Conv', None, STEM_CHANNELS, 2, None)] + [
         (block_scope(i), t, c, s, d) for i, (t, c, s, d) in enumerate(BLOCKS)
     ]
-    layers, current_stride, rate = [], 1, 1
-    in_channels = 3
-    for n, (scope, factor, channels, stride, divisor) in enumerate(specs):
-        # mobilenet_base: once the target is reached, stride 1 at the
-        # current rate, and the rate grows by the nominal stride after.
-        if output_stride is not None and current_stride == output_stride:
-            layer_stride, layer_rate = 1, rate
-            rate *= stride
-        else:
-            layer_stride, layer_rate = stride, 1
-            current_stride *= stride
+    schedule = atrous_schedule([spec[3] for spec in specs], output_stride)
+    layers, in_channels = [], 3
+    for n, ((scope, factor, channels, _, divisor),
+            (stride, rate)) in enumerate(zip(specs, schedule)):
         out_channels = depth(channels)
         expand = (in_channels if factor is None else make_divisible(
             in_channels * factor, divisor))
         layers.append(
             LayerSetting(
                 scope, f'layer_{n + 1}', in_channels,
-                max(expand, in_channels), out_channels, layer_stride,
-                layer_rate, scope != 'Conv' and layer_stride == 1
+                max(expand, in_channels), out_channels, stride, rate,
+                scope != 'Conv' and stride == 1
                 and in_channels == out_channels))
         in_channels = out_channels
     return layers

@@ -21,8 +21,8 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 # The architecture as data, shared with the TF checkpoint converter.
-from ...archs.xception import ARCH_SETTINGS, LOW_LEVEL_BLOCK
-from ..utils import FrozenStagesMixin, checkpoint_forward
+from ...archs import xception
+from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
 
 
 def _out_of_place(act: nn.Module) -> nn.Module:
@@ -113,12 +113,11 @@ class XceptionModule(BaseModule):
 class AlignedXception(FrozenStagesMixin, BaseModule):
     """Aligned Xception backbone of TensorFlow DeepLab (v3+).
 
-    The architecture is data (:data:`ARCH_SETTINGS`); output stride becomes
-    stride and atrous rate of every unit in one loop, as TF's
-    ``stack_blocks_dense`` does: once the running stride reaches the target
-    (``output_stride / 2`` after the stride-2 stem), units run with stride 1
-    at the current rate, and the rate is multiplied by the unit's nominal
-    stride afterwards.
+    The architecture is data: the blocks, and every unit's stride and
+    atrous rates for an output stride and multi-grid, come from
+    :func:`deeplabplus_mm.archs.xception.unit_settings` (TF's
+    ``stack_blocks_dense`` rule), which the TF checkpoint converter reads
+    too.
 
     Features (indices for ``out_indices``; negative indices count from the
     end): ``0`` is the decoder's low-level feature (the pre-ReLU BN output of
@@ -149,8 +148,6 @@ class AlignedXception(FrozenStagesMixin, BaseModule):
             for a backbone converted by ``tools/convert_tf_checkpoint.py``.
     """
 
-    arch_settings = ARCH_SETTINGS
-
     def __init__(self,
                  arch: int = 65,
                  output_stride: int = 16,
@@ -169,78 +166,42 @@ class AlignedXception(FrozenStagesMixin, BaseModule):
                 dict(type='Constant', val=1, layer=['_BatchNorm'])
             ]
         super().__init__(init_cfg)
-        if arch not in self.arch_settings:
-            raise ValueError(f'arch must be one of {sorted(ARCH_SETTINGS)}, '
-                             f'got {arch!r}')
-        if output_stride not in (8, 16, 32):
-            raise ValueError('output_stride must be 8, 16 or 32, got '
-                             f'{output_stride!r}')
-        if len(multi_grid) != 3 or any(int(r) < 1 for r in multi_grid):
-            raise ValueError('multi_grid must hold 3 positive rates, got '
-                             f'{multi_grid!r}')
-        blocks = self.arch_settings[arch]
-        num_features = len(blocks) + 1
-        if not out_indices:
-            raise ValueError('out_indices must not be empty')
-        self.out_indices = []
-        for index in out_indices:
-            if not -num_features <= index < num_features:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of '
-                                 f'range for {num_features} features')
-            self.out_indices.append(index % num_features)
-        if not -1 <= frozen_stages <= len(blocks):
-            raise ValueError(f'frozen_stages must be in [-1, {len(blocks)}], '
+        units = xception.unit_settings(arch, output_stride, multi_grid)
+        num_blocks = len(xception.ARCH_SETTINGS[arch])
+        # feature 0: the decoder's low-level feature, then each block's
+        self.out_indices = feature_indices(out_indices, num_blocks + 1)
+        if not -1 <= frozen_stages <= num_blocks:
+            raise ValueError(f'frozen_stages must be in [-1, {num_blocks}], '
                              f'got {frozen_stages}')
         self.arch = arch
         self.output_stride = output_stride
-        self.multi_grid = tuple(int(r) for r in multi_grid)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self.with_cp = with_cp
 
         def stem_conv(in_channels, out_channels, stride):
             return ConvModule(in_channels, out_channels, 3, stride=stride,
                               padding=1, bias=False, norm_cfg=norm_cfg,
                               act_cfg=act_cfg)
 
-        self.entry_flow = nn.ModuleDict(
-            dict(conv1_1=stem_conv(3, 32, 2), conv1_2=stem_conv(32, 64, 1)))
+        self.entry_flow = nn.ModuleDict({
+            scope.split('/')[1]: stem_conv(cin, cout, stride)
+            for scope, cin, cout, stride in xception.STEM
+        })
         self.middle_flow = nn.ModuleDict()
         self.exit_flow = nn.ModuleDict()
-
-        # stack_blocks_dense: the stem already has stride 2.
-        target_stride, current_stride, rate = output_stride // 2, 1, 1
-        in_channels = 64
         self.block_names: List[str] = []  # module paths, in forward order
-        self.feature_channels = [256]  # low-level feature, then blocks
-        self.feature_strides = [4]
-        self.block_rates = []  # (stride, rate) actually used per block
-        for block in blocks:
-            flow, name = block.scope.split('/')
-            units = nn.ModuleDict()
-            for u in range(block.num_units):
-                if current_stride == target_stride:
-                    stride, unit_rate = 1, rate
-                    rate *= block.stride
-                else:
-                    stride, unit_rate = block.stride, 1
-                    current_stride *= block.stride
-                units[f'unit_{u + 1}'] = XceptionModule(
-                    in_channels, block.depths, stride, unit_rate,
-                    self.multi_grid if block.multi_grid else (1, 1, 1),
-                    block.skip, block.act_in_sepconv, norm_cfg, with_cp,
-                    act_cfg)
-                in_channels = block.depths[-1]
-            getattr(self, flow)[name] = units
-            self.block_names.append(f'{flow}.{name}')
-            self.block_rates.append((stride, unit_rate))
-            self.feature_channels.append(in_channels)
-            self.feature_strides.append(2 * current_stride)
-        if current_stride != target_stride:
-            raise ValueError(f'output_stride {output_stride} cannot be '
-                             'reached')
+        for unit in units:
+            flow, name = unit.block.split('/')
+            blocks = getattr(self, flow)
+            if name not in blocks:
+                blocks[name] = nn.ModuleDict()
+                self.block_names.append(f'{flow}.{name}')
+            blocks[name][unit.name] = XceptionModule(
+                unit.in_channels, unit.depths, unit.stride, unit.rate,
+                unit.unit_rates, unit.skip, unit.act_in_sepconv, norm_cfg,
+                with_cp, act_cfg)
         self.low_level_block = self.block_names.index(
-            LOW_LEVEL_BLOCK[arch].replace('/', '.'))
+            xception.LOW_LEVEL_BLOCK[arch].replace('/', '.'))
         self._freeze_stages()
 
     @property

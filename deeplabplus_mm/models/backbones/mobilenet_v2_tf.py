@@ -26,7 +26,7 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...archs import mobilenet_v2 as arch
-from ..utils import FrozenStagesMixin, checkpoint_forward
+from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
 
 
 def tf_same_pad(x: Tensor, kernel_size: int, stride: int) -> Tensor:
@@ -163,28 +163,17 @@ class MobileNetV2TF(FrozenStagesMixin, BaseModule):
             raise ValueError('low_level_stride must be one of '
                              f'{sorted(arch.DECODER_END_POINTS)}, got '
                              f'{low_level_stride!r}')
-        self.settings = arch.layer_settings(depth_multiplier, output_stride,
-                                            divisible_by)
-        num_features = len(self.settings) + 1
-        if not out_indices:
-            raise ValueError('out_indices must not be empty')
-        self.out_indices = []
-        for index in out_indices:
-            if not -num_features <= index < num_features:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of '
-                                 f'range for {num_features} features')
-            self.out_indices.append(index % num_features)
-        if not -1 <= frozen_stages <= len(self.settings):
+        settings = arch.layer_settings(depth_multiplier, output_stride,
+                                       divisible_by)
+        # feature 0: the decoder's low-level feature, then each layer's
+        self.out_indices = feature_indices(out_indices, len(settings) + 1)
+        if not -1 <= frozen_stages <= len(settings):
             raise ValueError('frozen_stages must be in '
-                             f'[-1, {len(self.settings)}], got '
-                             f'{frozen_stages}')
-        self.depth_multiplier = depth_multiplier
-        self.output_stride = output_stride
+                             f'[-1, {len(settings)}], got {frozen_stages}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self.with_cp = with_cp
 
-        stem, blocks = self.settings[0], self.settings[1:]
+        stem, blocks = settings[0], settings[1:]
         self.conv = TFSameConv(3, stem.out_channels, 3, stride=stem.stride,
                                norm_cfg=norm_cfg, act_cfg=act_cfg)
         self.layer_names: List[str] = ['conv']  # module names, layer order
@@ -194,11 +183,7 @@ class MobileNetV2TF(FrozenStagesMixin, BaseModule):
                                          with_cp))
             self.layer_names.append(setting.scope)
         end_point = arch.DECODER_END_POINTS[low_level_stride]
-        self.low_level_layer = [s.end_point
-                                for s in self.settings].index(end_point)
-        self.feature_channels = [
-            self.settings[self.low_level_layer].expand_channels
-        ] + [s.out_channels for s in self.settings]
+        self.low_level_layer = [s.end_point for s in settings].index(end_point)
         self._freeze_stages()
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:

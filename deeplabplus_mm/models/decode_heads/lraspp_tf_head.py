@@ -2,8 +2,9 @@
 ``research/deeplab/model.py`` builds it with the model zoo's MobileNetV3
 flags (layout and rules: :mod:`deeplabplus_mm.archs.lraspp`).
 
-Submodule names follow TF's scopes: ``image_pooling``, ``aspp0``,
-``feature_projection0`` (``decoder/feature_projection0``) and ``conv_seg``
+Its layers are :func:`~deeplabplus_mm.archs.lraspp.lraspp_layers`, named as
+TF's scopes: ``image_pooling``, ``aspp0``, ``feature_projection0``
+(``decoder/feature_projection0``) and ``conv_seg``
 (``decoder/decoder_conv0``, whose output is the logits).
 """
 from typing import List, Optional, Sequence
@@ -11,11 +12,11 @@ from typing import List, Optional, Sequence
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
-from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from ...archs.lraspp import Q_SIGMOID_SCALE, pooling_kernel
+from ...archs.lraspp import Q_SIGMOID_SCALE, lraspp_layers, pooling_kernel
+from .tf_decode_head import TFDecodeHead
 
 
 def _resize(x: Tensor, size) -> Tensor:
@@ -27,7 +28,7 @@ def _resize(x: Tensor, size) -> Tensor:
 
 
 @MODELS.register_module()
-class LRASPPTFHead(BaseDecodeHead):
+class LRASPPTFHead(TFDecodeHead):
     """Gated 1x1 branch + sum-merge decoder of TF DeepLab's MobileNetV3
     models.
 
@@ -60,7 +61,7 @@ class LRASPPTFHead(BaseDecodeHead):
         output_stride (int): The backbone's output stride (the window is
             the crop size scaled by ``1 / output_stride``).
         image_se_uses_qsigmoid (bool): TF's ``image_se_uses_qsigmoid``.
-        **kwargs: :class:`BaseDecodeHead` arguments (``in_channels``,
+        **kwargs: :class:`TFDecodeHead` arguments (``in_channels``,
             ``in_index``, ``channels`` = TF's ``aspp_convs_filters`` (128),
             ``num_classes``, ``norm_cfg`` (TF: BN eps 1e-5),
             ``align_corners`` (set True as TF, for the final resize)...).
@@ -75,18 +76,10 @@ class LRASPPTFHead(BaseDecodeHead):
                  output_stride: int = 32,
                  image_se_uses_qsigmoid: bool = True,
                  **kwargs):
-        kwargs.setdefault('dropout_ratio', 0)
-        if kwargs['dropout_ratio']:
+        if kwargs.pop('dropout_ratio', 0):
             raise ValueError('TF\'s MobileNetV3 head has no dropout; '
                              'leave dropout_ratio 0')
         super().__init__(**kwargs)
-        if self.input_transform is not None:
-            raise ValueError('LRASPPTFHead selects its two inputs with '
-                             'in_index and c1_in_index; leave '
-                             'input_transform unset')
-        if c1_in_channels <= 0:
-            raise ValueError(f'c1_in_channels must be > 0, got '
-                             f'{c1_in_channels!r}')
         if output_stride not in (8, 16, 32):
             raise ValueError('output_stride must be 8, 16 or 32, got '
                              f'{output_stride!r}')
@@ -101,13 +94,19 @@ class LRASPPTFHead(BaseDecodeHead):
                                           output_stride)
         self.image_pooling_stride = tuple(image_pooling_stride)
         self.image_se_uses_qsigmoid = image_se_uses_qsigmoid
-        self.image_pooling = nn.Conv2d(self.in_channels, self.channels, 1)
-        self.aspp0 = ConvModule(self.in_channels, self.channels, 1,
-                                conv_cfg=self.conv_cfg,
-                                norm_cfg=self.norm_cfg,
-                                act_cfg=self.act_cfg)
-        self.feature_projection0 = nn.Conv2d(c1_in_channels,
-                                             self.out_channels, 1)
+        for spec in lraspp_layers(self.in_channels, self.channels,
+                                  self.out_channels, c1_in_channels):
+            if spec.path == 'conv_seg':  # BaseDecodeHead's
+                continue
+            if spec.norm:  # conv-BN-ReLU
+                module = ConvModule(spec.in_channels, spec.out_channels,
+                                    spec.kernel_size, conv_cfg=self.conv_cfg,
+                                    norm_cfg=self.norm_cfg,
+                                    act_cfg=self.act_cfg)
+            else:
+                module = nn.Conv2d(spec.in_channels, spec.out_channels,
+                                   spec.kernel_size, bias=spec.bias)
+            self.add_module(spec.path, module)
 
     def gate(self, x: Tensor) -> Tensor:
         """The image-level gate at the features' size."""

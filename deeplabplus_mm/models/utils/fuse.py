@@ -59,9 +59,9 @@ def _fold(conv: nn.Conv2d, bn: _BatchNorm,
 
     The per-channel scale and shift are computed in float64 and rounded
     once; the weight is one multiplication in its own dtype, written
-    straight into its new tensor (no float64 copy of the weights: that
-    took most of the folding time, and after a data loader's workers have
-    forked every fresh page is a copy-on-write fault)."""
+    straight into its new tensor: no float64 copy of the weights, which
+    would cost time and, after a data loader's workers have forked,
+    copy-on-write pages."""
     dtype = conv.weight.dtype
     scale = torch.rsqrt(bn.running_var.double() + bn.eps)
     shift = -bn.running_mean.double() * scale
@@ -223,8 +223,7 @@ def prepared_copy(model: nn.Module, fuse: bool = True,
     weight and bias, channels_last weights are new tensors); what it keeps
     (an unfolded norm's statistics, 1-D biases) is read, never written, by
     an eval-mode forward. Unlike ``copy.deepcopy`` it therefore costs no
-    copy of the weights the preparation replaces anyway (Xception-65: 160
-    MB copied, then folded and re-laid out, i.e. three copies, before).
+    copy of the weights the preparation replaces anyway.
 
     Returns:
         tuple: ``(prepared copy, number of folded norms)``.
