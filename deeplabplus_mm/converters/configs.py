@@ -99,13 +99,14 @@ def usage_lines(meta: dict, checkpoint: str,
     if meta['num_classes'] != meta['config_num_classes']:
         options = (' --cfg-options model.decode_head.num_classes='
                    f'{meta["num_classes"]}')
-    configs = [config]
-    other = config.replace('-d16_', '-d8_')
-    if other != config and osp.isfile(other):
-        configs.append(other)
-    lines = ['test it with (d16: output stride 16 as trained; d8: the '
-             'zoo\'s OS 8 evaluation):' if len(configs) > 1 else
-             'test it with:']
+    configs, others = [config], []
+    for stride in (8, 32):  # the zoo's evaluations at other strides
+        other = config.replace('-d16_', f'-d{stride}_')
+        if other != config and osp.isfile(other):
+            configs.append(other)
+            others.append(f'd{stride}: the zoo\'s OS {stride} evaluation')
+    lines = [f'test it with (d16: output stride 16 as trained; '
+             f'{"; ".join(others)}):' if others else 'test it with:']
     lines += [f'  python tools/test.py {c} {checkpoint}{options}'
               for c in configs]
     return lines

@@ -23,7 +23,9 @@ BACKBONES = {'xception41': 'Xception-41', 'xception65': 'Xception-65',
              'xception71': 'Xception-71', 'mobilenetv2': 'MobileNetV2',
              'mobilenetv2-dm05': 'MobileNetV2-dm0.5', 'r101': 'R-101',
              'mobilenetv3-large': 'MobileNetV3-Large',
-             'mobilenetv3-small': 'MobileNetV3-Small'}
+             'mobilenetv3-small': 'MobileNetV3-Small',
+             'mobilenetv3-edgetpu': 'EdgeTPU-MobileNet',
+             'mobilenetv3-edgetpu-dm075': 'EdgeTPU-MobileNet-dm0.75'}
 DATASETS = {
     'voc12aug': 'Pascal VOC 2012 + Aug', 'voc12': 'Pascal VOC 2012',
     'coco-voc': 'COCO (VOC classes)',

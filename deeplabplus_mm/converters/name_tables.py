@@ -216,15 +216,12 @@ def _mobilenet_v3_variant(shapes, root):
 
 
 def _mobilenet_v3_name(args):
-    """Config name part: mobilenetv3-large, mobilenetv3-small,
-    mobilenet-edgetpu, mobilenet-edgetpu-dm075 (the zoo's variants)."""
-    arch = args.get('arch', 'large')
+    """Config name part: mobilenetv3-<arch>[-dm<digits>], e.g.
+    mobilenetv3-large, mobilenetv3-edgetpu-dm075."""
     multiplier = args.get('depth_multiplier', 1.0)
-    names = {('large', 1.0): 'mobilenetv3-large',
-             ('small', 1.0): 'mobilenetv3-small',
-             ('edgetpu', 1.0): 'mobilenet-edgetpu',
-             ('edgetpu', 0.75): 'mobilenet-edgetpu-dm075'}
-    return names.get((arch, multiplier))
+    dm = '' if multiplier == 1.0 else '-dm' + f'{multiplier:g}'.replace(
+        '.', '')
+    return f'mobilenetv3-{args.get("arch", "large")}{dm}'
 
 
 def _mobilenet_v3_variant_name(args):

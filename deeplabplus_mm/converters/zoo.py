@@ -67,6 +67,8 @@ def _cfg(folder, stem):
 _X65 = 'deeplabv3plus_xception65-d{}_{}'
 _MNV2 = 'deeplabv3_mobilenetv2-d{}_{}'
 _MNV2_DM05 = 'deeplabv3_mobilenetv2-dm05-d{}_{}'
+_EDGETPU = 'deeplabv3_mobilenetv3-edgetpu-d{}_{}'
+_EDGETPU_SLIM = 'deeplabv3_mobilenetv3-edgetpu-dm075-d{}_{}'
 _VOC = '4xb4-30k_voc12aug-513x513'
 _CITY = '4xb2-90k_cityscapes-769x769'
 _ADE = '4xb4-150k_ade20k-513x513'
@@ -78,8 +80,6 @@ _ONE = 'OS {}, scale 1.0'
 _MS_VOC = 'OS 8, scales 0.5:0.25:1.75 + flip'
 _MS_CITY = 'OS 8, scales 0.75:0.25:1.25 + flip'
 _HEAD = 'DeepLabV3PlusTFHead'
-_NO_EDGETPU = ('not yet supported: EdgeTPU-MobileNet backbone (no model or '
-               'name table here)')
 _NO_RESNET = ('not yet supported: TF\'s resnet_v1_beta (no name table for '
               'it here; mmseg\'s ResNetV1c configs start from mmcv\'s '
               'ImageNet weights)')
@@ -182,16 +182,20 @@ ZOO_ROWS: List[Row] = [
                 'OS 8, scales 0.75:0.25:2 + flip (the config\'s TTA: '
                 '0.75:0.25:1.25)'), ), '446MB'),
     Row('EdgeTPU-DeepLab', TF_MODELS + 'edgetpu-deeplab_2020_03_09.tar.gz',
-        'cityscapes', 'mobilenet_edgetpu', _HEAD, 19, None,
-        (Result('', 70.6, 'val', False, _ONE.format(32)),
-         Result('', 74.1, 'val', False, _ONE.format(16))), '',
-        _NO_EDGETPU),
+        'cityscapes', 'mobilenet_edgetpu', _HEAD, 19,
+        _cfg(_V3, _EDGETPU.format(16, _CITY)),
+        (Result(_cfg(_V3, _EDGETPU.format(32, _CITY)), 70.6, 'val', False,
+                _ONE.format(32)),
+         Result(_cfg(_V3, _EDGETPU.format(16, _CITY)), 74.1, 'val', False,
+                _ONE.format(16))), ''),
     Row('EdgeTPU-DeepLab-slim',
         TF_MODELS + 'edgetpu-deeplab-slim_2020_03_09.tar.gz', 'cityscapes',
-        'mobilenet_edgetpu_dm0.75', _HEAD, 19, None,
-        (Result('', 70.0, 'val', False, _ONE.format(32)),
-         Result('', 73.2, 'val', False, _ONE.format(16))), '',
-        _NO_EDGETPU),
+        'mobilenet_edgetpu_dm0.75', _HEAD, 19,
+        _cfg(_V3, _EDGETPU_SLIM.format(16, _CITY)),
+        (Result(_cfg(_V3, _EDGETPU_SLIM.format(32, _CITY)), 70.0, 'val',
+                False, _ONE.format(32)),
+         Result(_cfg(_V3, _EDGETPU_SLIM.format(16, _CITY)), 73.2, 'val',
+                False, _ONE.format(16))), ''),
     # ADE20K (151 TF classes; the converter drops "other" for mmseg's 150)
     Row('mobilenetv2_ade20k_train',
         TF_MODELS + 'deeplabv3_mnv2_ade20k_train_2018_12_03.tar.gz',

@@ -51,7 +51,11 @@ MNV3_CFG_OPTIONS = {'model.decode_head.image_pooling_crop_size': [33, 65]}
 # case -> description, our config, common.py flags (``{tf_code}`` expands),
 # output stride, number of classes, image sizes (H, W), extra graph tensors
 # to store (name without ':0' -> stored key), cfg_options that give our
-# config the case's flags where they differ from the shipped ones.
+# config the case's flags where they differ from the shipped ones; or, with
+# ``network: 'backbone'``, feature_extractor.extract_features alone (stored
+# as ``features_HxW`` and ``end_points``: TF end point -> stored key) for a
+# backbone whose head is not built here (``backbone``: our backbone's
+# config instead of ``config``).
 CASES = {
     'mobilenetv2_voc_os16': dict(
         description='mobilenetv2_coco_voc_trainaug (DeepLab v3, OS 16): '
@@ -119,6 +123,31 @@ CASES = {
             'MobilenetV3/expanded_conv_2/depthwise_output': 'low_level',
             'ResizeBilinear': 'gate'}),
 }
+_EDGETPU = 'configs/deeplabv3/deeplabv3_mobilenetv3-edgetpu{}-d{}_4xb2-90k_' \
+    'cityscapes-769x769.py'
+_SLIM = ['--depth_multiplier=0.75', '--aspp_convs_filters=128']
+for _os in (16, 32):
+    for _slim in (False, True):
+        CASES[f'edgetpu{"_slim" if _slim else ""}_cityscapes_os{_os}'] = dict(
+            description=f'EdgeTPU-DeepLab{"-slim" if _slim else ""} '
+            f'(model_zoo.md flags; DeepLab v3, no ASPP rates, no decoder), '
+            f'OS {_os}',
+            config=_EDGETPU.format('-dm075' if _slim else '', _os),
+            flags=['--model_variant=mobilenet_edgetpu'] + (
+                _SLIM if _slim else ['--aspp_convs_filters=256']),
+            output_stride=_os, num_classes=19, sizes=[(65, 65), (71, 93)])
+for _arch, _points in (('large', ('layer_4', 'layer_7', 'layer_13')),
+                       ('small', ('layer_2', 'layer_4', 'layer_9'))):
+    CASES[f'mobilenetv3_{_arch}_backbone_os16'] = dict(
+        description=f'feature_extractor mobilenet_v3_{_arch}_seg at OS 16 '
+        '(the backbone alone) and its decoder end points',
+        config=None,
+        backbone=dict(type='MobileNetV3TF', arch=_arch, output_stride=16),
+        network='backbone',
+        flags=[f'--model_variant=mobilenet_v3_{_arch}_seg'],
+        output_stride=16, num_classes=19, sizes=[(65, 65), (71, 93)],
+        end_points={f'{p}/depthwise_output': f'{p}_depthwise_output'
+                    for p in _points})
 
 
 def parse_args():
@@ -149,13 +178,28 @@ def build(case, tf_code, size):
             crop_size=list(size),
             atrous_rates=common.FLAGS.atrous_rates,
             output_stride=spec['output_stride'])
-        outputs = model.multi_scale_logits(
-            image, options, image_pyramid=None, is_training=False,
-            fine_tune_batch_norm=False)
-        logits = outputs[common.OUTPUT_TYPE][model.MERGED_LOGITS_SCOPE]
+        if spec.get('network') == 'backbone':
+            # feature_extractor.extract_features as model.extract_features
+            # calls it, without the head
+            from deeplab.core import feature_extractor
+            features, end_points = feature_extractor.extract_features(
+                image, output_stride=options.output_stride,
+                multi_grid=options.multi_grid,
+                depth_multiplier=options.depth_multiplier,
+                divisible_by=options.divisible_by,
+                model_variant=options.model_variant, is_training=False,
+                fine_tune_batch_norm=False)
+            fetch = dict(features=features)
+            fetch.update({key: end_points[name] for name, key in
+                          spec.get('end_points', {}).items()})
+        else:
+            outputs = model.multi_scale_logits(
+                image, options, image_pyramid=None, is_training=False,
+                fine_tune_batch_norm=False)
+            logits = outputs[common.OUTPUT_TYPE][model.MERGED_LOGITS_SCOPE]
+            fetch = dict(logits=logits)
         variables = [v for v in tf.global_variables()
                      if v.op.name != 'global_step']
-        fetch = dict(logits=logits)
         for tensor, key in spec.get('tensors', {}).items():
             fetch[key] = graph.get_tensor_by_name(tensor + ':0')
     return graph, image, variables, fetch, flags
@@ -194,7 +238,7 @@ def main():
                              for k in out)
         for name, value in out.items():
             arrays[f'{name}_{key}'] = np.asarray(value, np.float32)
-        print(f'{args.case} {key}: logits {out["logits"].shape}, '
+        print(f'{args.case} {key}: {next(iter(out.values())).shape}, '
               f'1 vs 2 threads max |diff| {agreement[key]:.3g}')
     os.makedirs(out_dir, exist_ok=True)
     # write to temporary names, then rename: no half-written reference
@@ -211,6 +255,8 @@ def main():
                 sizes=['%dx%d' % s for s in spec['sizes']],
                 tensors=spec.get('tensors', {}),
                 cfg_options=spec.get('cfg_options', {}),
+                **{k: spec[k] for k in ('network', 'backbone', 'end_points')
+                   if k in spec},
                 tensorflow=tf.__version__,
                 self_agreement=agreement)
     with open(osp.join(tmp, 'reference.json'), 'w') as f:
