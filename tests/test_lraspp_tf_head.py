@@ -130,6 +130,15 @@ def test_zoo_config_pads_to_the_evaluation_size():
     assert gates == [(3, 9), (3, 9)]
     torch.testing.assert_close(got[0].seg_logits.data, expected, atol=1e-5,
                                rtol=0)
+    # the default fast path of tools/test.py (BN folded, channels_last)
+    from deeplabplus_mm.models.utils import prepared_copy
+    fast, folded = prepared_copy(model, fuse=True, channels_last=True)
+    assert folded == len([m for m in model.modules()
+                          if isinstance(m, _BatchNorm)])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            fast.decode_head(fast.extract_feat(x)), logits, atol=1e-4,
+            rtol=0)
 
 
 def _head(**kwargs):
