@@ -19,7 +19,7 @@ import torch
 from mmengine.config import Config
 
 from conftest import REPO
-from deeplabplus_mm.archs import BACKBONE_CONVS, model_convs, state_shapes
+from deeplabplus_mm.archs import BACKBONE_CONVS, model_state_shapes
 
 CONFIG_ROOT = osp.join(REPO, 'configs')
 CONFIGS = sorted(glob.glob(osp.join(CONFIG_ROOT, '**', '*.py'),
@@ -57,6 +57,8 @@ ARCH_ARGUMENTS = ('arch', 'depth')
 # has no such modifier). Digits read with the point after the first one:
 # 'dm05' = 0.5, 'dm14' = 1.4.
 MODIFIERS = {'dm': ('depth_multiplier', 1.0)}
+# The modifier of the 8-bit (fake-quantised) models: the segmentor's type.
+INT8 = ('int8', 'TFFakeQuantEncoderDecoder')
 # The TF model zoo's MobileNetV2 and DPC checkpoints, each with its config
 # (evaluation output strides as the zoo's tables state).
 ZOO_CONFIGS = [
@@ -156,7 +158,7 @@ def check_backbone_name(name, backbone, bb):
     if named_arch or isinstance(bb.get('arch'), str):
         assert named_arch == [bb.get('arch')], (name, bb.get('arch'))
     for modifier in modifiers:
-        if modifier.isalpha():
+        if modifier.isalpha() or modifier == INT8[0]:
             continue
         abbr, digits = re.fullmatch(r'([a-z]+)(\d+)', modifier).groups()
         assert abbr in MODIFIERS, f'{name}: unknown modifier {modifier}'
@@ -205,6 +207,8 @@ def test_config_builds_and_agrees_with_its_name(path):
         assert lr == pytest.approx(expected)
         bb, head = cfg.model.backbone, cfg.model.decode_head
         check_backbone_name(name, backbone, bb)
+        assert (INT8[0] in backbone.split('-')) == (
+            cfg.model.type == INT8[1]), f'{name}: model {cfg.model.type}'
         # the output stride in the name is the backbone's: its argument, or
         # measured where it has none (strides and dilations per stage)
         if 'output_stride' in bb:
@@ -227,7 +231,7 @@ def test_config_builds_and_agrees_with_its_name(path):
     assert model.decode_head.num_classes == cfg.model.decode_head.num_classes
     if cfg.model.backbone.type in BACKBONE_CONVS:
         # what the converter computes from the config, without the model
-        assert state_shapes(model_convs(cfg.model)) == {
+        assert model_state_shapes(cfg.model) == {
             k: tuple(v.shape) for k, v in model.state_dict().items()}
     # every pipeline builds (the data loaders are built on generated data
     # in the dataset tests; here the transforms themselves)

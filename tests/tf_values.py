@@ -47,6 +47,42 @@ def variable_value(name, shape):
     return np.asarray(v, dtype=np.float32)
 
 
+# contrib.quantize's range variables: <scope>/<kind>/min|max.
+QUANT_KINDS = ('weights_quant', 'act_quant', 'post_activation_bypass_quant')
+
+
+def quant_range_value(name):
+    """A fake-quantisation range end (float32 scalar) from its name alone:
+    min < 0 < max, of a plausible size for the tensor it clips (folded
+    weights: depthwise +-U(0.8, 1.6), others +-U(0.2, 0.6); ReLU/ReLU6
+    outputs [-U(0.01, 0.2), U(3, 6)]; linear outputs (MobileNetV2's
+    ``project``, the residual sums) +-U(2, 5); the logits +-U(0.5, 1.5))."""
+    scope, kind, end = name.rsplit('/', 2)
+    if kind not in QUANT_KINDS or end not in ('min', 'max'):
+        raise ValueError(f'no rule for variable {name!r}')
+    rng = rng_for(name)
+    if kind == 'weights_quant':
+        low, high = (0.8, 1.6) if scope.endswith('depthwise') else (0.2, 0.6)
+        v = rng.uniform(low, high) * (-1 if end == 'min' else 1)
+    elif scope.startswith('logits/'):
+        v = rng.uniform(0.5, 1.5) * (-1 if end == 'min' else 1)
+    elif kind == 'post_activation_bypass_quant' or scope.endswith(
+            '/project'):
+        v = rng.uniform(2.0, 5.0) * (-1 if end == 'min' else 1)
+    else:
+        v = -rng.uniform(0.01, 0.2) if end == 'min' else rng.uniform(3, 6)
+    return np.float32(v)
+
+
+def model_variable_value(name, shape):
+    """:func:`variable_value`, or :func:`quant_range_value` for the range
+    variables of a quantised (8-bit) model."""
+    parts = name.split('/')
+    if len(parts) > 2 and parts[-2] in QUANT_KINDS:
+        return quant_range_value(name).reshape(shape)
+    return variable_value(name, shape)
+
+
 def train_variable_value(name, shape):
     """The initial value of a training reference's variable."""
     v = variable_value(name, shape)

@@ -191,6 +191,15 @@ def main(argv=None):
                          f'{" ..." if len(others) > 5 else ""}')
         print(f'ignored {len(meta["ignored"])} TF variables: '
               f'{"; ".join(parts)}')
+    if meta['fake_quant']:
+        print(f'8-bit: {meta["fake_quant"]} fake-quantisation ranges loaded '
+              '(TF\'s quantised inference)')
+    dropped = meta['dropped_quant_ranges']
+    if dropped:
+        print(f'8-bit checkpoint into a float model: dropped its '
+              f'{len(dropped)} fake-quantisation range ends (kept in the '
+              'output\'s meta["dropped_quant_ranges"]), e.g. ' + ', '.join(
+                  f'{n} = {v:.6g}' for n, v in list(dropped.items())[:4]))
     if meta['momentum'] is not None:
         print(f'carried {meta["momentum"]} /Momentum slots (tf_momentum); '
               f'fine-tune with --cfg-options load_from={args.out} '

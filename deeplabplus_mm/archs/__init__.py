@@ -44,7 +44,7 @@ records (one per convolution, with its module path) and
 """
 from typing import Callable, Dict, List, Mapping
 
-from . import heads, lraspp, mobilenet_v2, mobilenet_v3, xception
+from . import fake_quant, heads, lraspp, mobilenet_v2, mobilenet_v3, xception
 from .layers import ConvSpec, state_shapes
 
 # Registered model type -> its convolutions from the config's arguments.
@@ -90,5 +90,16 @@ def model_convs(model: Mapping, backbone_only: bool = False
             [s.with_prefix('decode_head.') for s in head])
 
 
+def model_state_shapes(model: Mapping) -> Dict[str, tuple]:
+    """``state_dict`` key -> shape of a segmentor config's ``model``: its
+    convolutions' parameters, and the fake-quantisation ranges of an 8-bit
+    model (:mod:`.fake_quant`)."""
+    convs = model_convs(model)
+    shapes = state_shapes(convs)
+    if fake_quant.is_quantized(model):
+        shapes.update(fake_quant.quant_shapes(model, convs))
+    return shapes
+
+
 __all__ = ['BACKBONE_CONVS', 'ConvSpec', 'HEAD_CONVS', 'model_convs',
-           'state_shapes']
+           'model_state_shapes', 'state_shapes']

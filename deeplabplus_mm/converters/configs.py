@@ -8,7 +8,7 @@ import os.path as osp
 import re
 from typing import Dict, List, Optional
 
-from ..archs import model_convs, state_shapes
+from ..archs import model_convs, model_state_shapes, state_shapes
 from . import name_tables as nt
 from .detect import CheckpointInfo, ConversionError
 
@@ -24,7 +24,8 @@ def suggest_config(info: CheckpointInfo,
     """Our config for a checkpoint: its algorithm (DeepLab v3+ with a
     decoder, v3 without, DPC, LR-ASPP), backbone and, by its number of
     classes, data set, at output stride 16 (as the zoo trained; LR-ASPP:
-    32); None if none fits."""
+    32), fake-quantised (``-int8``) for an 8-bit checkpoint where such a
+    config exists; None if none fits."""
     backbone = nt.family_named(info.family).config_name(info.backbone)
     if backbone is None:
         return None
@@ -38,6 +39,10 @@ def suggest_config(info: CheckpointInfo,
             else 'deeplabv3'
     candidates = sorted(glob.glob(
         osp.join(configs_dir, algo, f'{algo}_{backbone}-d{stride}_*.py')))
+    if info.quantized:
+        candidates = sorted(glob.glob(osp.join(
+            configs_dir, algo, f'{algo}_{backbone}-int8-d{stride}_*.py'))) + \
+            candidates
     if not info.has_head:  # ImageNet backbone: any config of it will do
         candidates += sorted(
             glob.glob(osp.join(configs_dir, '*', f'*_{backbone}-d16_*.py')))
@@ -73,10 +78,11 @@ def expected_from_config(model: dict,
         model = dict(model, decode_head=dict(model['decode_head'],
                                              num_classes=num_classes))
     try:
-        convs = model_convs(model, backbone_only=not info.has_head)
+        if not info.has_head:
+            return state_shapes(model_convs(model, backbone_only=True))
+        return model_state_shapes(model)
     except (KeyError, TypeError, ValueError) as e:
         raise ConversionError(f'cannot describe the config\'s model: {e}')
-    return state_shapes(convs)
 
 
 def expected_state_shapes(model) -> Dict[str, tuple]:

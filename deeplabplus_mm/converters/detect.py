@@ -26,6 +26,8 @@ class CheckpointInfo(NamedTuple):
     head: Optional[str]  # our head type, None for an ImageNet backbone
     num_classes: Optional[int]  # logits channels as stored in TF
     decoder: bool
+    # contrib.quantize's ranges (an 8-bit checkpoint, quantize.md)
+    quantized: bool = False
 
     @property
     def has_head(self) -> bool:
@@ -99,4 +101,5 @@ def inspect_variables(shapes: Dict[str, tuple]) -> CheckpointInfo:
         backbone=backbone,
         head=head,
         num_classes=int(logits[-1]) if logits is not None else None,
-        decoder='decoder/feature_projection0/weights' in shapes)
+        decoder='decoder/feature_projection0/weights' in shapes,
+        quantized=any(nt.QUANT_RANGE.match(name) for name in shapes))

@@ -25,7 +25,9 @@ BACKBONES = {'xception41': 'Xception-41', 'xception65': 'Xception-65',
              'mobilenetv3-large': 'MobileNetV3-Large',
              'mobilenetv3-small': 'MobileNetV3-Small',
              'mobilenetv3-edgetpu': 'EdgeTPU-MobileNet',
-             'mobilenetv3-edgetpu-dm075': 'EdgeTPU-MobileNet-dm0.75'}
+             'mobilenetv3-edgetpu-dm075': 'EdgeTPU-MobileNet-dm0.75',
+             'mobilenetv2-int8': 'MobileNetV2-int8',
+             'mobilenetv2-dm05-int8': 'MobileNetV2-dm0.5-int8'}
 DATASETS = {
     'voc12aug': 'Pascal VOC 2012 + Aug', 'voc12': 'Pascal VOC 2012',
     'coco-voc': 'COCO (VOC classes)',

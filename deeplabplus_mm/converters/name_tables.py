@@ -316,3 +316,10 @@ HEADS: Dict[str, ScopeTable] = {
 # ImageNet backbone).
 HEAD_ROOTS = re.compile(r'(image_pooling|aspp\d|concat_projection|decoder|'
                         r'logits|meta_architecture)(/|_)')
+
+# contrib.quantize's range variables (8-bit checkpoints): <scope>/<kind>/
+# min|max; the kinds our fake-quantised models hold
+# (deeplabplus_mm.archs.fake_quant) map to <module>.<kind>.min|max.
+QUANT_RANGE = re.compile(
+    r'(?P<scope>.+)/(?P<kind>\w+_quant)/(?P<end>min|max)\Z')
+QUANT_KINDS = ('weights_quant', 'act_quant', 'post_activation_bypass_quant')

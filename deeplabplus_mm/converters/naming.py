@@ -9,13 +9,18 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ..archs import model_convs, state_shapes
+from ..archs import model_state_shapes
 from . import name_tables as nt
 from .detect import IGNORED_RE, CheckpointInfo, ConversionError, family_of
 
 
 def _split_key(key: str) -> Tuple[str, str, str]:
     """``(module path, torch leaf, kind)`` of a ``state_dict`` key."""
+    for kind in nt.QUANT_KINDS:  # an 8-bit model's <module>.<kind>.min|max
+        for end in ('min', 'max'):
+            if key.endswith(f'.{kind}.{end}'):
+                return key[:-len(kind) - len(end) - 2], f'{kind}/{end}', \
+                    'quant'
     for leaf in ('conv.weight', 'bn.weight', 'bn.bias', 'bn.running_mean',
                  'bn.running_var', 'bn.num_batches_tracked'):
         if key.endswith('.' + leaf):
@@ -68,9 +73,11 @@ class Namer:
         else:
             return None
         found = table.to_tf(path)
-        if found is None or found[1] != kind:
+        if found is None or (found[1] != kind and kind != 'quant'):
             return None
         scope = root + found[0]
+        if kind == 'quant':  # <conv or block scope>/<kind>/min|max
+            return f'{scope}/{leaf}'
         tf_leaf = nt.TORCH_LEAVES[kind].get(leaf)
         if tf_leaf == 'weights' and scope.endswith('depthwise'):
             tf_leaf = 'depthwise_weights'
@@ -79,6 +86,9 @@ class Namer:
     def key(self, tf_name: str) -> Optional[str]:
         """The ``state_dict`` key of a TF variable, or None."""
         scope, _, leaf = tf_name.rpartition('/')
+        quant = nt.QUANT_RANGE.match(tf_name)
+        if quant and quant['kind'] in nt.QUANT_KINDS:
+            scope, leaf = quant['scope'], f'{quant["kind"]}.{quant["end"]}'
         if scope.endswith('/BatchNorm'):
             scope = scope[:-len('/BatchNorm')]
             leaf = 'BatchNorm/' + leaf
@@ -94,11 +104,13 @@ class Namer:
         if found is None:
             return None
         path, kind = found
+        prefix = prefix if self.segmentor else ''
+        if quant:
+            return f'{prefix}{path}.{leaf}'
         leaves = (nt.NORM_CONV_LEAVES
                   if kind == 'norm' else nt.PLAIN_CONV_LEAVES)
         if leaf not in leaves:
             return None
-        prefix = prefix if self.segmentor else ''
         return f'{prefix}{path}.{leaves[leaf]}'
 
 
@@ -148,15 +160,14 @@ def tf_variable_names(model: dict) -> Dict[str, Optional[str]]:
     ``num_batches_tracked``) of a config's segmentor ``model`` (a dict),
     through the name tables; the model is not built."""
     namer = Namer(None, True, model)
-    return {key: namer.tf_name(key)
-            for key in state_shapes(model_convs(model))}
+    return {key: namer.tf_name(key) for key in model_state_shapes(model)}
 
 
 def tf_variables(model: dict) -> Dict[str, tuple]:
     """TF variable name -> TF shape of a config's segmentor: the model
     variables a TF DeepLab checkpoint for it holds (no optimizer slots, no
     ``global_step``); the model is not built."""
-    shapes = state_shapes(model_convs(model))
+    shapes = model_state_shapes(model)
     return {name: tf_shape(name, shapes[key])
             for key, name in tf_variable_names(model).items() if name}
 

@@ -91,7 +91,8 @@ def plan(shapes: Dict[str, tuple],
     for name in shapes:
         if name in wanted:
             continue
-        if IGNORED_RE.search(name) or family.ignored.match(name):
+        if (IGNORED_RE.search(name) or family.ignored.match(name)
+                or nt.QUANT_RANGE.match(name)):  # a float model's ranges
             ignored.append(name)
         elif not segmentor and nt.HEAD_ROOTS.match(name):
             ignored.append(name)

@@ -25,6 +25,7 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from . import name_tables as nt
 from .configs import (DEFAULT_CONFIGS_DIR, expected_from_config,
                       load_model_config, suggest_config)
 from .detect import ConversionError, inspect_variables
@@ -139,6 +140,9 @@ def convert_checkpoint(reader,
         carried = {f'{e.tf_name}/Momentum' for e in slots}
         ignored = [name for name in ignored if name not in carried]
     step = reader.get('global_step') if 'global_step' in shapes else None
+    # an 8-bit checkpoint into a float model: its ranges, reported
+    dropped = [name for name in ignored if nt.QUANT_RANGE.match(name)]
+    ignored = [name for name in ignored if name not in dropped]
     meta = dict(
         source=reader.prefix,
         family=info.family,
@@ -152,7 +156,10 @@ def convert_checkpoint(reader,
         global_step=None if step is None else int(step),
         ignored=ignored,
         skipped=list(reader.skipped),
-        momentum=len(slots) if momentum else None)
+        momentum=len(slots) if momentum else None,
+        fake_quant=sum(e.key.endswith('quant.min') for e in entries),
+        dropped_quant_ranges={name: float(reader.get(name))
+                              for name in dropped})
     tmp = f'{out}.tmp'
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     try:

@@ -83,8 +83,8 @@ _HEAD = 'DeepLabV3PlusTFHead'
 _NO_RESNET = ('not yet supported: TF\'s resnet_v1_beta (no name table for '
               'it here; mmseg\'s ResNetV1c configs start from mmcv\'s '
               'ImageNet weights)')
-_NO_8BIT = ('not yet supported: quantization-aware (8-bit) checkpoint '
-            '(fake-quantisation ranges; the float row converts)')
+_MNV2_INT8 = 'deeplabv3_mobilenetv2-int8-d16_{}'
+_MNV2_DM05_INT8 = 'deeplabv3_mobilenetv2-dm05-int8-d16_{}'
 
 ZOO_ROWS: List[Row] = [
     # PASCAL VOC 2012 (model_zoo.md, quantize.md)
@@ -127,14 +127,15 @@ ZOO_ROWS: List[Row] = [
     Row('mobilenetv2_dm05_coco_voc_trainaug_8bit',
         TF_MODELS +
         'deeplabv3_mnv2_dm05_pascal_train_aug_8bit_2019_04_26.tar.gz',
-        'voc', 'mobilenet_v2_dm0.5', _HEAD, 21, None,
-        (Result('', 69.65, 'val', False, _ONE.format(16)), ), '8.2MB',
-        _NO_8BIT),
+        'voc', 'mobilenet_v2_dm0.5', _HEAD, 21,
+        _cfg(_V3, _MNV2_DM05_INT8.format(_VOC)),
+        (Result(_cfg(_V3, _MNV2_DM05_INT8.format(_VOC)), 69.65, 'val', False,
+                _ONE.format(16) + ', 8-bit fake quantisation'), ), '8.2MB'),
     Row('mobilenetv2_coco_voc_trainaug_8bit',
         TF_MODELS + 'deeplabv3_mnv2_pascal_train_aug_8bit_2019_04_26.tar.gz',
-        'voc', 'mobilenet_v2', _HEAD, 21, None,
-        (Result('', 74.26, 'val', False, _ONE.format(16)), ), '24MB',
-        _NO_8BIT),
+        'voc', 'mobilenet_v2', _HEAD, 21, _cfg(_V3, _MNV2_INT8.format(_VOC)),
+        (Result(_cfg(_V3, _MNV2_INT8.format(_VOC)), 74.26, 'val', False,
+                _ONE.format(16) + ', 8-bit fake quantisation'), ), '24MB'),
     # Cityscapes
     Row('mobilenetv2_coco_cityscapes_trainfine',
         TF_MODELS + 'deeplabv3_mnv2_cityscapes_train_2018_02_05.tar.gz',

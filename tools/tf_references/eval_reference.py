@@ -6,7 +6,7 @@ interpreter of its own; the project never imports TensorFlow::
 
     TF_PY=/path/to/tf-venv/bin/python
     $TF_PY tools/tf_references/eval_reference.py CASE \
-        --tf-code DIR [--out tests/tf_eval/CASE]
+        --tf-code DIR [--quantize-code QDIR] [--out tests/tf_eval/CASE]
 
 ``--tf-code`` is the ported official code (see train_reference.py). What
 runs is ``model.multi_scale_logits(is_training=False,
@@ -15,6 +15,19 @@ calls it, with ``common.FLAGS`` set from the case's flags, ``crop_size``
 equal to the image size (eval.py pads images to the crop size; here there is
 no padding), every variable set to ``tests/tf_values.variable_value`` and
 the image ``tests/tf_values.make_image`` at each of the case's sizes.
+
+8-bit cases (``quantize``, quantize.md's checkpoints): the graph is then
+rewritten by ``contrib.quantize.create_eval_graph()``, as ``eval.py`` and
+``export_model.py`` do with ``--quantize_delay_step=0`` (batch norms folded
+into the weights, ``weights_quant`` / ``act_quant`` /
+``post_activation_bypass_quant`` fake quantisation), and the range
+variables get ``tf_values.quant_range_value``. TF 2.x has no
+``contrib``: ``--quantize-code`` holds TF 1.15's ``contrib/quantize`` and
+``contrib/graph_editor`` (pure Python; e.g. from the tensorflow-cpu 1.15.0
+wheel's ``tensorflow_core/contrib/``) as the package
+``tf_contrib/{quantize,graph_editor}``, with only their imports of each
+other renamed from ``tensorflow.contrib.*``. Such cases also store the
+logits of the same graph without the rewrite (``float_logits_HxW``).
 
 Stored: ``variables.tsv`` (every global variable but ``global_step``: name
 and shape, in TF's creation order), ``logits.npz`` (per size ``HxW``:
@@ -122,6 +135,21 @@ CASES = {
             'MobilenetV3/Conv_1/hard_swish/mul_1': 'features',
             'MobilenetV3/expanded_conv_2/depthwise_output': 'low_level',
             'ResizeBilinear': 'gate'}),
+    'mobilenetv2_voc_8bit': dict(
+        description='mobilenetv2_coco_voc_trainaug_8bit (quantize.md: '
+        'DeepLab v3, OS 16, 8-bit fake quantisation)',
+        config='configs/deeplabv3/deeplabv3_mobilenetv2-int8-d16_4xb4-30k_'
+        'voc12aug-513x513.py',
+        flags=['--model_variant=mobilenet_v2'], quantize=True,
+        output_stride=16, num_classes=21, sizes=[(65, 65), (71, 93)]),
+    'mobilenetv2_dm05_voc_8bit': dict(
+        description='mobilenetv2_dm05_coco_voc_trainaug_8bit (quantize.md: '
+        'DeepLab v3, depth multiplier 0.5, OS 16, 8-bit fake quantisation)',
+        config='configs/deeplabv3/deeplabv3_mobilenetv2-dm05-int8-d16_4xb4-'
+        '30k_voc12aug-513x513.py',
+        flags=['--model_variant=mobilenet_v2', '--depth_multiplier=0.5'],
+        quantize=True, output_stride=16, num_classes=21,
+        sizes=[(65, 65), (71, 93)]),
 }
 _EDGETPU = 'configs/deeplabv3/deeplabv3_mobilenetv3-edgetpu{}-d{}_4xb2-90k_' \
     'cityscapes-769x769.py'
@@ -155,12 +183,15 @@ def parse_args():
     parser.add_argument('case', choices=sorted(CASES))
     parser.add_argument('--tf-code', required=True,
                         help='folder with deeplab/ and nets/')
+    parser.add_argument('--quantize-code',
+                        help='folder with tf_contrib/ (8-bit cases)')
     parser.add_argument('--out', help='default: tests/tf_eval/CASE')
     return parser.parse_args()
 
 
-def build(case, tf_code, size):
-    """The eval graph of CASE at one image size."""
+def build(case, tf_code, size, quantize=False):
+    """The eval graph of CASE at one image size (``quantize``: rewritten
+    by ``create_eval_graph``)."""
     import tensorflow.compat.v1 as tf
     from deeplab import common, model
     spec = CASES[case]
@@ -197,6 +228,9 @@ def build(case, tf_code, size):
                 image, options, image_pyramid=None, is_training=False,
                 fine_tune_batch_norm=False)
             logits = outputs[common.OUTPUT_TYPE][model.MERGED_LOGITS_SCOPE]
+            if quantize:
+                from tf_contrib.quantize.python import quantize_graph
+                quantize_graph.create_eval_graph()
             fetch = dict(logits=logits)
         variables = [v for v in tf.global_variables()
                      if v.op.name != 'global_step']
@@ -205,14 +239,15 @@ def build(case, tf_code, size):
     return graph, image, variables, fetch, flags
 
 
-def run(case, tf_code, size, threads):
+def run(case, tf_code, size, threads, quantize=False):
     import numpy as np
     import tensorflow.compat.v1 as tf
-    graph, image, variables, fetch, flags = build(case, tf_code, size)
+    graph, image, variables, fetch, flags = build(case, tf_code, size,
+                                                  quantize)
     config = tf.ConfigProto(intra_op_parallelism_threads=threads,
                             inter_op_parallelism_threads=1)
     with tf.Session(graph=graph, config=config) as sess:
-        values = {v.op.name: tf_values.variable_value(
+        values = {v.op.name: tf_values.model_variable_value(
             v.op.name, v.shape.as_list()) for v in variables}
         sess.run([v.initializer for v in variables],
                  {v.initializer.inputs[1]: values[v.op.name]
@@ -228,12 +263,21 @@ def main():
     import numpy as np
     tf = setup_tf(args.tf_code)
     spec = CASES[args.case]
+    quantize = spec.get('quantize', False)
+    if quantize:
+        if not args.quantize_code:
+            sys.exit(f'{args.case} is an 8-bit case: give --quantize-code')
+        sys.path.insert(0, osp.abspath(args.quantize_code))
     out_dir = args.out or osp.join(REPO, 'tests', 'tf_eval', args.case)
     arrays, agreement, table = {}, {}, None
     for size in spec['sizes']:
         key = '%dx%d' % size
-        table, out, flags = run(args.case, args.tf_code, size, threads=1)
-        _, again, _ = run(args.case, args.tf_code, size, threads=2)
+        table, out, flags = run(args.case, args.tf_code, size, 1, quantize)
+        _, again, _ = run(args.case, args.tf_code, size, 2, quantize)
+        if quantize:
+            out['float_logits'] = run(args.case, args.tf_code, size, 1)[1][
+                'logits']
+            again['float_logits'] = out['float_logits']
         agreement[key] = max(float(np.max(np.abs(out[k] - again[k])))
                              for k in out)
         for name, value in out.items():
@@ -251,7 +295,7 @@ def main():
     meta = dict(case=args.case, description=spec['description'],
                 config=spec['config'], flags=spec['flags'],
                 output_stride=spec['output_stride'],
-                num_classes=spec['num_classes'],
+                num_classes=spec['num_classes'], quantize=quantize,
                 sizes=['%dx%d' % s for s in spec['sizes']],
                 tensors=spec.get('tensors', {}),
                 cfg_options=spec.get('cfg_options', {}),

@@ -39,6 +39,8 @@ def fusable_conv_modules(model: nn.Module) -> List[ConvModule]:
     for module in model.modules():
         if not (isinstance(module, ConvModule) and module.with_norm):
             continue
+        if hasattr(module, 'weights_quant'):
+            continue  # TF's 8-bit fold and fake quantisation (tf_fake_quant)
         order = tuple(module.order)
         i = order.index('conv')
         if i + 1 >= len(order) or order[i + 1] != 'norm':
