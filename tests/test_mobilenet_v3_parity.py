@@ -104,3 +104,34 @@ def test_features_and_end_points_match_tf(case):
                 print(f'{case} {size} {what}: max |diff| {diff:.3g} '
                       f'(|TF| up to {np.abs(theirs).max():.3g})')
                 assert diff <= ATOL, (case, size, what, diff)
+
+
+def test_zoo_row_edgetpu_slim(tmp_path):
+    """``--zoo EdgeTPU-DeepLab-slim`` from a mirror folder: a tarball with
+    TF's variables of that model (the stored reference's names) and
+    global_step converts with the row's config,
+    and the printed commands test it at OS 16 and at the zoo's OS 32 with
+    TF's figures."""
+    from test_zoo import zoo_cli, zoo_tarball
+    from deeplabplus_mm.converters.zoo import ZOO
+    row = ZOO['EdgeTPU-DeepLab-slim']
+    _, shapes, _ = read_reference('edgetpu_slim_cityscapes_os16')
+    data, tensors = zoo_tarball(tmp_path, list(shapes.items()),
+                                member='edgetpu-deeplab-slim/model.ckpt')
+    (tmp_path / 'mirror').mkdir()
+    (tmp_path / 'mirror' / row.filename).write_bytes(data)
+    out = tmp_path / 'slim.pth'
+    log = zoo_cli(row.name, str(out), '--mirror', str(tmp_path / 'mirror'),
+                  cache=tmp_path / 'cache').stdout
+    d16 = ('configs/deeplabv3/deeplabv3_mobilenetv3-edgetpu-dm075-d16_4xb2-'
+           '90k_cityscapes-769x769.py')
+    assert row.config == d16 and 'mobilenet_edgetpu_dm0.75' in log
+    assert f'python tools/test.py {d16.replace("-d16_", "-d32_")} {out}' \
+        in log
+    assert "TF's published mIoU: 73.20 (val, OS 16, scale 1.0)" in log
+    assert "TF's published mIoU: 70.00 (val, OS 32, scale 1.0)" in log
+    state_dict = torch.load(out)['state_dict']
+    name = 'MobilenetEdgeTPU/expanded_conv_5/expand/weights'  # fused 3x3
+    assert np.array_equal(
+        state_dict['backbone.expanded_conv_5.expand.conv.weight'].numpy(),
+        tensors[name].transpose(3, 2, 0, 1))

@@ -14,16 +14,16 @@
 * every ``num_outputs`` is ``_make_divisible(n * depth_multiplier, 8, 8)``,
   every expansion width ``_make_divisible(c_in * factor, 8)`` and every
   squeeze-excite width ``_make_divisible(width / 4, 8)``;
-* output stride -> stride 1 + atrous rate as ``mobilenet.mobilenet_base``
-  does (the rate reaches kxk depthwise convs only; a fused block's strided
-  kxk conv keeps its nominal stride, so fused blocks must come before the
-  output stride is reached).
+* output stride -> stride 1 + atrous rate by ``mobilenet.mobilenet_base``'s
+  rule (:func:`.layers.atrous_schedule`; the rate reaches kxk depthwise
+  convs only; a fused block's strided kxk conv keeps its nominal stride, so
+  fused blocks must come before the output stride is reached).
 
 Read by :class:`deeplabplus_mm.models.MobileNetV3TF` and by the converter.
 """
 from typing import List, NamedTuple, Optional
 
-from .layers import ConvSpec
+from .layers import ConvSpec, atrous_schedule
 from .mobilenet_v2 import block_scope, make_divisible
 
 RELU, HSWISH = 'relu', 'hard_swish'
@@ -154,15 +154,10 @@ def layer_settings(arch: str = 'large',
     if output_stride is not None and output_stride not in (8, 16, 32):
         raise ValueError('output_stride must be 8, 16 or 32, got '
                          f'{output_stride!r}')
-    layers, current_stride, rate = [], 1, 1
-    in_channels, num_convs, num_blocks = 3, 0, 0
-    for n, op in enumerate(ARCHS[arch][1]):
-        if output_stride is not None and current_stride == output_stride:
-            layer_stride, layer_rate = 1, rate
-            rate *= op.stride
-        else:
-            layer_stride, layer_rate = op.stride, 1
-            current_stride *= op.stride
+    spec = ARCHS[arch][1]
+    schedule = atrous_schedule([op.stride for op in spec], output_stride)
+    layers, in_channels, num_convs, num_blocks = [], 3, 0, 0
+    for n, (op, (layer_stride, layer_rate)) in enumerate(zip(spec, schedule)):
         out_channels = make_divisible(op.out * depth_multiplier, 8)
         if op.ef is None:
             scope = 'Conv' if num_convs == 0 else f'Conv_{num_convs}'

@@ -12,7 +12,7 @@ variable scopes::
     MobilenetV3/expanded_conv_3/depthwise/depthwise_weights
                                    -> expanded_conv_3.depthwise.conv.weight
     MobilenetV3/expanded_conv_3/squeeze_excite/Conv/biases
-                                   -> expanded_conv_3.squeeze_excite.squeeze.bias
+                            -> expanded_conv_3.squeeze_excite.squeeze.bias
     MobilenetEdgeTPU/Conv_1/BatchNorm/gamma -> conv_1.bn.weight
 
 TF details kept: 'SAME' padding also at stride 2 (asymmetric on even
@@ -30,7 +30,7 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...archs import mobilenet_v3 as v3_arch
-from ..utils import FrozenStagesMixin, checkpoint_forward
+from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
 from .mobilenet_v2_tf import TFSameConv
 
 # conv_blocks / mobilenet_v3: the gating constant as TF writes it.
@@ -182,7 +182,7 @@ class MobileNetV3TF(FrozenStagesMixin, BaseModule):
                 dict(type='Constant', val=1, layer=['_BatchNorm'])
             ]
         super().__init__(init_cfg)
-        self.settings = v3_arch.layer_settings(
+        settings = v3_arch.layer_settings(
             arch, depth_multiplier, output_stride)
         end_points = v3_arch.ARCHS[arch][2]
         if low_level_stride is not None and \
@@ -190,27 +190,19 @@ class MobileNetV3TF(FrozenStagesMixin, BaseModule):
             raise ValueError(f'low_level_stride of {arch!r} must be one of '
                              f'{sorted(end_points) or "none"} or None, got '
                              f'{low_level_stride!r}')
-        num_features = len(self.settings) + 1
-        if not out_indices:
-            raise ValueError('out_indices must not be empty')
-        self.out_indices = []
-        for index in out_indices:
-            if not -num_features <= index < num_features:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of '
-                                 f'range for {num_features} features')
-            self.out_indices.append(index % num_features)
+        self.out_indices = feature_indices(out_indices, len(settings) + 1)
         if 0 in self.out_indices and low_level_stride is None:
             raise ValueError('feature 0 (the low-level feature) needs a '
                              'low_level_stride')
-        if not -1 <= frozen_stages <= len(self.settings):
+        if not -1 <= frozen_stages <= len(settings):
             raise ValueError('frozen_stages must be in '
-                             f'[-1, {len(self.settings)}], got '
+                             f'[-1, {len(settings)}], got '
                              f'{frozen_stages}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
         self.layer_names: List[str] = []  # module names, layer order
-        for setting in self.settings:
+        for setting in settings:
             name = setting.scope
             if setting.is_block:
                 module = ExpandedConvV3(setting, norm_cfg, with_cp)
@@ -223,7 +215,7 @@ class MobileNetV3TF(FrozenStagesMixin, BaseModule):
             self.layer_names.append(name)
         self.low_level_layer = None
         if low_level_stride is not None:
-            self.low_level_layer = [s.end_point for s in self.settings].index(
+            self.low_level_layer = [s.end_point for s in settings].index(
                 end_points[low_level_stride])
         self._freeze_stages()
 
