@@ -24,15 +24,10 @@ from :func:`lraspp_layers`) and by the converter.
 """
 from typing import List, Optional, Sequence, Tuple
 
-from .layers import ConvSpec
+from .layers import ConvSpec, scale_dimension
 
 # q_sigmoid in core/utils.py: tf.nn.relu6(x + 3) * 0.16667 (not 1 / 6).
 Q_SIGMOID_SCALE = 0.16667
-
-
-def scale_dimension(dim: int, scale: float) -> int:
-    """``model.scale_dimension``: ``int((dim - 1) * scale + 1)``."""
-    return int((float(dim) - 1.0) * scale + 1.0)
 
 
 def pooling_kernel(image_pooling_crop_size: Optional[Sequence[int]],
