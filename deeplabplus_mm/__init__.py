@@ -1,15 +1,14 @@
 """deeplabplus-mm: TF-faithful DeepLab v3+ for mmsegmentation 1.x.
 
-Importing the package registers everything in mmseg's registries, so a config
-needs only ``custom_imports = dict(imports=['deeplabplus_mm'])``.
+Importing the package registers our modules in mmseg's registries and
+changes nothing else, so a config needs only
+``custom_imports = dict(imports=['deeplabplus_mm'])``. What a training or
+test process changes in mmengine and torch (checkpoints that load with
+``weights_only``) is :func:`setup_runtime`, which our tools and the
+``RuntimeSetupHook`` of our configs call.
 """
-from . import datasets, evaluation, models  # noqa: F401
-from .apis.model_zoo import register_model_names
-from .engine import cache_config_formatting, register_safe_checkpoints
+from . import datasets, engine, evaluation, models  # noqa: F401
+from .engine import setup_runtime
 from .version import __version__
 
-register_safe_checkpoints()
-cache_config_formatting()
-register_model_names()  # MMSegInferencer(model=NAME) knows our names
-
-__all__ = ['__version__']
+__all__ = ['__version__', 'setup_runtime']

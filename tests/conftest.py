@@ -17,7 +17,8 @@ import pytest
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('MKL_NUM_THREADS', '1')
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TESTS_DIR = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(TESTS_DIR)  # the checkout (the tests' one place for it)
 # TensorFlow's reference outputs: $DEEPLAB_TF_REFS, else beside the checkout.
 TF_REFS = os.environ.get('DEEPLAB_TF_REFS',
                          osp.join(REPO, '..', 'shared', 'tf_deeplab'))

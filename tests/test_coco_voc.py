@@ -17,6 +17,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 import deeplabplus_mm.datasets  # noqa: F401  (registers our modules)
+from conftest import REPO
 from deeplabplus_mm.datasets import (COCO_TO_VOC, VOC_COCO_CLASSES,
                                      COCOVOCDataset, DatasetError)
 from deeplabplus_mm.datasets.preparation import (convert_coco_to_voc,
@@ -27,8 +28,7 @@ from deeplabplus_mm.datasets.synthetic_coco import (compressed_rle,
                                                     save_coco_json,
                                                     uncompressed_rle)
 
-REPO = Path(__file__).resolve().parents[1]
-TOOL = REPO / 'tools' / 'dataset_converters' / 'coco_voc.py'
+TOOL = Path(REPO) / 'tools' / 'dataset_converters' / 'coco_voc.py'
 
 # COCO 2017's own ids and names of the categories VOC has (from COCO's
 # instances json), written out independently of the package's table.
@@ -393,7 +393,7 @@ def test_base_config_builds_on_converted_data(tmp_path):
     for split in ('train2017', 'val2017'):
         convert_coco_to_voc(str(tmp_path), split, min_pixels=MIN_PIXELS)
     cfg = Config.fromfile(
-        str(REPO / 'configs' / '_base_' / 'datasets' / 'coco_voc.py'))
+        str(Path(REPO) / 'configs' / '_base_' / 'datasets' / 'coco_voc.py'))
     for loader in ('train_dataloader', 'val_dataloader'):
         cfg[loader]['dataset']['data_root'] = str(tmp_path)
     train = DATASETS.build(cfg.train_dataloader.dataset)

@@ -17,6 +17,7 @@ import torch
 import tf_names
 from conftest import REPO, run_tool
 from deeplabplus_mm.converters import write_checkpoint
+from deeplabplus_mm.engine import register_safe_checkpoints
 
 ZOO_CONFIG = ('configs/deeplabv3plus/'
               'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py')
@@ -495,6 +496,7 @@ def test_imagenet_checkpoint_initialises_shipped_config(tmp_path, synth_voc,
     assert f'load model from: {out}' in train_log
     assert 'missing keys' not in train_log
     assert 'unexpected key' not in train_log
+    register_safe_checkpoints()  # a training checkpoint: its message hub
     saved = torch.load(work / 'iter_1.pth', weights_only=True)['state_dict']
     loaded = {k[len('backbone.'):]: v for k, v in saved.items()
               if k.startswith('backbone.')}

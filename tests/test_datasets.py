@@ -24,14 +24,14 @@ from mmseg.utils import register_all_modules
 from PIL import Image
 
 import deeplabplus_mm.datasets  # noqa: F401  (registers our modules)
+from conftest import REPO
 from deeplabplus_mm.datasets import (COCOVOCDataset, DatasetError,
                                      LoadVOCAnnotations, PascalVOCAugDataset,
                                      make_synthetic_voc)
 from deeplabplus_mm.datasets.synthetic import save_palette_png
 from deeplabplus_mm.datasets.utils import read_split_names
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO / 'configs' / '_base_' / 'datasets'
+CONFIG_DIR = Path(REPO) / 'configs' / '_base_' / 'datasets'
 CONFIGS = {
     'pascal_voc12.py': ('PascalVOCAugDataset', (513, 513)),
     'pascal_voc12_aug.py': ('PascalVOCAugDataset', (513, 513)),

@@ -13,8 +13,10 @@ import textwrap
 import pytest
 import torch
 
-import deeplabplus_mm  # noqa: F401  (checkpoints load with weights_only)
-from conftest import REPO, run_script, run_tool
+from conftest import REPO, TESTS_DIR, run_script, run_tool
+from deeplabplus_mm.engine import register_safe_checkpoints
+
+register_safe_checkpoints()  # our training checkpoints load weights_only
 
 
 def torchrun(nproc, *args, port):
@@ -62,7 +64,6 @@ NORMS = dict(
     SyncBN=dict(type='SyncBN', eps=1e-3, momentum=0.1),
     BN=dict(type='BN', eps=1e-3, momentum=0.1),
     GN=dict(type='GN', num_groups=8))
-TESTS_DIR = osp.dirname(osp.abspath(__file__))
 
 
 @pytest.fixture(scope='module')

@@ -15,7 +15,10 @@ from PIL import Image
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from conftest import REPO, build_model, run_tool, tiny_config
+from deeplabplus_mm.engine import register_safe_checkpoints
 from deeplabplus_mm.utils.benchmark import calibrate_bn
+
+register_safe_checkpoints()  # our training checkpoints load weights_only
 
 # The tolerance of the fusion tests of test_fuse_and_benchmarks.py: logits
 # to 1e-4 of their scale (those tests' models have logits of order 1; the
@@ -137,12 +140,17 @@ def test_test_py_default_is_fast_and_predicts_as_plain(tmp_path, calibrated):
     plain = run_test_tool('tools/test.py', config, ckpt, tmp_path / 'plain',
                           '--no-fast')
     assert_same_predictions(tmp_path, fast, plain, num_norms)
-    # The old flags still work, and win over a config that turned the fast
-    # path off.
+    # The old flags still work (with a deprecation warning, hidden from
+    # --help), and win over a config that turned the fast path off.
     old = run_test_tool('tools/test.py', config, ckpt, tmp_path / 'old',
                         '--fuse-conv-bn', '--channels-last',
                         '--cfg-options', 'fast_inference=False')
     assert HOOK_LINE.findall(old) == [('test', str(num_norms))]
+    assert 'FutureWarning: --fuse-conv-bn and --channels-last are ' \
+        'deprecated' in old
+    for tool in ('tools/test.py', 'tools/infer.py'):
+        usage = run_tool(tool, '--help').stdout
+        assert '--no-fast' in usage and '--fuse-conv-bn' not in usage
     assert agreement(tmp_path / 'old', tmp_path / 'plain')[0] > MIN_AGREEMENT
     bad = run_tool('tools/test.py', config, ckpt, '--no-fast',
                    '--fuse-conv-bn', check=False)

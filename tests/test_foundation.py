@@ -17,6 +17,9 @@ import torch
 from mmengine.config import Config
 
 from conftest import REPO, run_tool, tiny_config
+from deeplabplus_mm.engine import register_safe_checkpoints
+
+register_safe_checkpoints()  # our training checkpoints load weights_only
 
 def miou(output):
     found = re.findall(r'mIoU: (\d+\.\d+)', output)
@@ -138,11 +141,13 @@ def _test_tta(cfg, ckpt, folder, *options, expect=None):
 
 def test_custom_imports_route_in_plain_mmseg(tmp_path, synth_voc):
     """A config that only has custom_imports works with mmengine's runner
-    without anyone importing deeplabplus_mm first."""
+    without anyone importing deeplabplus_mm first; with RuntimeSetupHook
+    its checkpoints load with weights_only."""
     cfg = tmp_path / 'user_config.py'
     cfg.write_text(textwrap.dedent(f"""\
         custom_imports = dict(imports=['deeplabplus_mm'],
                               allow_failed_imports=False)
+        custom_hooks = [dict(type='RuntimeSetupHook')]
         default_scope = 'mmseg'
         model = dict(
             type='EncoderDecoder',
@@ -185,7 +190,9 @@ def test_custom_imports_route_in_plain_mmseg(tmp_path, synth_voc):
         """)
     out = run_tool('-c', script).stdout
     assert 'BACKBONE AlignedXception' in out
-    assert osp.isfile(tmp_path / 'work' / 'iter_2.pth')
+    # the config's RuntimeSetupHook made the checkpoint plain data
+    ckpt = torch.load(tmp_path / 'work' / 'iter_2.pth')  # weights_only
+    assert ckpt['meta']['iter'] == 2
 
 
 def _pickle_call(*ops):
@@ -225,7 +232,6 @@ def _write_checkpoint_with_pickle(path, payload):
 
 @pytest.mark.parametrize('evil', [_evil_system, _evil_getattr])
 def test_malicious_checkpoint_is_refused(tmp_path, synth_voc, evil):
-    import deeplabplus_mm  # noqa: F401  (registers the allow-list)
     from mmengine.runner.checkpoint import _load_checkpoint
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
@@ -250,7 +256,6 @@ def test_malicious_checkpoint_is_refused(tmp_path, synth_voc, evil):
 
 
 def test_history_buffer_checkpoint_is_plain_data(tmp_path):
-    import deeplabplus_mm  # noqa: F401
     from mmengine.logging import HistoryBuffer, MessageHub
     from torch.serialization import get_unsafe_globals_in_checkpoint
     hub = MessageHub.get_instance('plain_data_test')

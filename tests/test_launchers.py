@@ -15,8 +15,10 @@ import textwrap
 import pytest
 import torch
 
-import deeplabplus_mm  # noqa: F401  (checkpoints load with weights_only)
 from conftest import REPO, run_script, run_tool
+from deeplabplus_mm.engine import register_safe_checkpoints
+
+register_safe_checkpoints()  # our training checkpoints load weights_only
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(),
                                 reason='checks the CPU (gloo) path')

@@ -19,12 +19,13 @@ import time
 import pytest
 import torch
 
-import deeplabplus_mm  # noqa: F401  (checkpoints load with weights_only)
-from conftest import REPO, run_script, run_tool, tiny_config
+from conftest import REPO, TESTS_DIR, run_script, run_tool, tiny_config
+from deeplabplus_mm.engine import register_safe_checkpoints
+
+register_safe_checkpoints()  # our training checkpoints load weights_only
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(),
                                 reason='checks the CPU (gloo) path')
-TESTS_DIR = osp.dirname(osp.abspath(__file__))
 TIMEOUT = 300  # a hang fails the test in minutes, not hours
 
 

@@ -14,13 +14,12 @@ from mmseg.registry import DATASETS, MODELS, TRANSFORMS
 from mmseg.utils import register_all_modules
 
 import deeplabplus_mm  # noqa: F401  (registers our modules)
-from conftest import tf_refs_folder
+from conftest import REPO, tf_refs_folder
 from deeplabplus_mm.datasets.transforms.tf_random_scale import (
     nearest_indices, resize_bilinear_align_corners)
 from deeplabplus_mm.models.segmentors.tf_multiscale_tta import \
     tf_resize_to_range
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DATASET_CONFIGS = osp.join(REPO, 'configs', '_base_', 'datasets')
 SCALES = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
 

@@ -13,13 +13,13 @@ import scipy.sparse as sparse
 from PIL import Image
 
 import deeplabplus_mm.datasets  # noqa: F401  (registers our modules)
+from conftest import REPO
 from deeplabplus_mm.datasets import DatasetError, make_synthetic_voc
 from deeplabplus_mm.datasets.preparation import (VOC_AUG_SIZE, convert_voc_aug,
                                                  read_sbd_mat, trainaug_names)
 from deeplabplus_mm.datasets.synthetic import VOC_PALETTE
 
-REPO = Path(__file__).resolve().parents[1]
-TOOL = REPO / 'tools' / 'dataset_converters' / 'voc_aug.py'
+TOOL = Path(REPO) / 'tools' / 'dataset_converters' / 'voc_aug.py'
 
 VOC_TRAIN = [f'synth_{i:05d}' for i in range(4)]
 VOC_VAL = [f'synth_{i:05d}' for i in range(4, 7)]

@@ -342,14 +342,15 @@ def test_list():
 def test_model_name_in_mmseg_inferencer_and_segmenter(tmp_path, server,
                                                       tarball, monkeypatch,
                                                       one_thread):
-    """MMSegInferencer(model=NAME) and Segmenter(NAME), with a zoo name or
-    a config name: the checkpoint is downloaded (mirror) and converted into
-    the cache once; the predictions are those of the converted file with
-    the repository's config."""
+    """MMSegInferencer(model=NAME) (after register_model_names()) and
+    Segmenter(NAME), with a zoo name or a config name: the checkpoint is
+    downloaded (mirror) and converted into the cache once; the predictions
+    are those of the converted file with the repository's config."""
     import cv2
 
-    from deeplabplus_mm.apis import Segmenter
+    from deeplabplus_mm.apis import Segmenter, register_model_names
     from mmseg.apis import MMSegInferencer
+    register_model_names()  # opt-in: MMSegInferencer takes our names
     server.files[ROW.filename] = tarball[0]
     cache = tmp_path / 'cache'
     monkeypatch.setenv('DEEPLABPLUS_MM_CACHE', str(cache))

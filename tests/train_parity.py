@@ -181,7 +181,8 @@ def load_state(path: str) -> Dict[str, np.ndarray]:
     ``num_batches_tracked``, which TF has not)."""
     import torch
 
-    import deeplabplus_mm  # noqa: F401  (our checkpoints' safe globals)
+    from deeplabplus_mm.engine import register_safe_checkpoints
+    register_safe_checkpoints()  # our training checkpoints' safe globals
     state = torch.load(path, map_location='cpu', weights_only=True)
     state = state.get('state_dict', state)
     return {k: v.double().numpy() for k, v in state.items()

@@ -39,6 +39,9 @@ import os.path as osp
 import sys
 import time
 
+# The checkout (in a wheel: deeplabplus_mm/.mim) these tools live in; the
+# other tools import it from here, as this one must also run alone
+# (runpy.run_path, without tools/ on sys.path).
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-HERE = osp.dirname(osp.abspath(__file__))
-REPO = osp.dirname(HERE)
+from convert_tf_checkpoint import REPO  # the tools' one definition
+
 DEFAULT_CONFIG = osp.join(
     REPO, 'configs/demo/deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py')
 

@@ -26,6 +26,7 @@ config sets ``fast_inference = False`` or ``--no-fast`` is given.
 import argparse
 import os
 import sys
+import warnings
 
 from deeplabplus_mm.apis import Segmenter, list_media
 from deeplabplus_mm.apis.batch import segment_images, segment_videos
@@ -44,11 +45,12 @@ def parse_args():
     parser.add_argument('--no-fast', action='store_true',
                         help='the plain model: no BN folding, no '
                         'channels_last')
-    # Before the fast path became the default these flags turned it on.
+    # Deprecated (the fast path is the default): still turn it on, even
+    # where the config turned it off.
     parser.add_argument('--fuse-conv-bn', action='store_true',
-                        help='on by default (kept for old command lines)')
+                        help=argparse.SUPPRESS)
     parser.add_argument('--channels-last', action='store_true',
-                        help='on by default (kept for old command lines)')
+                        help=argparse.SUPPRESS)
     parser.add_argument('--frame-masks', action='store_true',
                         help='videos: also write a palette mask per frame')
     parser.add_argument('--onnx', metavar='MODEL.onnx',
@@ -57,6 +59,10 @@ def parse_args():
     args = parser.parse_args()
     if args.no_fast and (args.fuse_conv_bn or args.channels_last):
         parser.error('--no-fast contradicts --fuse-conv-bn/--channels-last')
+    if args.fuse_conv_bn or args.channels_last:
+        warnings.warn('--fuse-conv-bn and --channels-last are deprecated: '
+                      'the fast path is the default (--no-fast turns it '
+                      'off)', FutureWarning)
     return args
 
 

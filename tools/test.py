@@ -11,14 +11,14 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-import deeplabplus_mm  # noqa: F401  (registers modules, safe checkpoints)
 from deeplabplus_mm.apis.tta import TTAConfigError, tta_settings
-from deeplabplus_mm.engine import (FastInferenceHook, run_main,
-                                   setup_launcher)
+from deeplabplus_mm.engine import (FastInferenceHook, fast_inference_enabled,
+                                   run_main, setup_launcher, setup_runtime)
 from deeplabplus_mm.evaluation import add_voc_submission_writer
 
 
@@ -63,18 +63,20 @@ def parse_args():
         action='store_true',
         help='test the plain model: no BN folding, no channels_last (the '
         'same as --cfg-options fast_inference=False)')
-    # Before the fast path became the default these flags turned it on.
-    parser.add_argument(
-        '--fuse-conv-bn', action='store_true',
-        help='on by default (kept for old command lines; turns the fast '
-        'path on even where the config turned it off)')
-    parser.add_argument(
-        '--channels-last', action='store_true',
-        help='on by default (see --fuse-conv-bn)')
+    # Deprecated (the fast path is the default): still turn it on, even
+    # where the config turned it off.
+    parser.add_argument('--fuse-conv-bn', action='store_true',
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--channels-last', action='store_true',
+                        help=argparse.SUPPRESS)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if args.no_fast and (args.fuse_conv_bn or args.channels_last):
         parser.error('--no-fast contradicts --fuse-conv-bn/--channels-last')
+    if args.fuse_conv_bn or args.channels_last:
+        warnings.warn('--fuse-conv-bn and --channels-last are deprecated: '
+                      'the fast path is the default (--no-fast turns it '
+                      'off)', FutureWarning)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -98,6 +100,7 @@ def trigger_visualization_hook(cfg, args):
 
 def main():
     args = parse_args()
+    setup_runtime()  # checkpoints that load weights_only
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
@@ -124,7 +127,7 @@ def main():
     elif args.fuse_conv_bn or args.channels_last:
         cfg.fast_inference = True  # asked for explicitly
     hooks = cfg.get('custom_hooks', [])
-    if cfg.get('fast_inference', True) and not any(
+    if fast_inference_enabled(cfg) and not any(
             h.get('type') in ('FastInferenceHook', FastInferenceHook)
             for h in hooks):
         # a config without our runtime (e.g. one of mmseg's)

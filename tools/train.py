@@ -17,10 +17,10 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import deeplabplus_mm  # noqa: F401  (registers modules, safe checkpoints)
 from deeplabplus_mm.engine import (CheckpointSaveError, NonFiniteLossError,
                                    resume_after_restart, run_main,
-                                   setup_launcher, use_atomic_checkpoints)
+                                   setup_launcher, setup_runtime,
+                                   use_atomic_checkpoints)
 
 
 def parse_args():
@@ -60,6 +60,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    setup_runtime()  # checkpoints that load weights_only
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:

@@ -34,6 +34,9 @@ fast_inference = True
 # config or `--cfg-options stop_on_nonfinite_loss=False` trains on.
 stop_on_nonfinite_loss = True
 custom_hooks = [
+    # deeplabplus_mm.setup_runtime() before the run: checkpoints that load
+    # with torch.load(weights_only=True), saved and read as plain data.
+    dict(type='RuntimeSetupHook'),
     # RNG states travel in checkpoints: --resume continues bit-identically.
     dict(type='RandomStateHook'),
     dict(type='FastInferenceHook', fuse_conv_bn=True, channels_last=True),

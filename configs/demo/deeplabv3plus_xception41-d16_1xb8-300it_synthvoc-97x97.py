@@ -1,6 +1,6 @@
 # `make demo`: DeepLab v3+ with aligned Xception-41 (OS 16) trained from
 # scratch on the synthetic VOC-layout data set (deeplabplus_mm.datasets.
-# synthetic) on 2 CPU cores in minutes. Same code path as the real configs:
+# synthetic), small enough for a CPU. Same code path as the real configs:
 # our VOC dataset class and checked annotation loading, split files,
 # SegDataPreProcessor, TTA, IoUMetric.
 _base_ = [
@@ -8,9 +8,8 @@ _base_ = [
     '../_base_/default_runtime.py', '../_base_/schedules/schedule_30k.py'
 ]
 crop_size = (97, 97)
-# Plain NCHW training: at 97x97 channels_last is slower (0.86x for
-# Xception-41 OS16, batch 2: tools/benchmarks/model.py --size 97 --cases
-# xception41-d16 --modes train --variants base,cl-input), unlike at 513.
+# Plain NCHW training: at 97x97 channels_last is slower, unlike at 513
+# (docs/benchmarks.md, section 1).
 train_channels_last = False
 data_root = 'data/synthvoc'
 # A from-scratch run of a few hundred iterations: TF's BN momentum 3e-4
@@ -79,9 +78,9 @@ val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
 # From scratch, AdamW converges several times faster than the DeepLab SGD
-# recipe, which is meant for fine-tuning ImageNet weights (measured on this
-# data: SGD lr 0.05 reached 49% mIoU after 200 iterations, AdamW 86% after
-# 150). Weight decay spares norms, biases and depthwise weights as in TF.
+# recipe, which is meant for fine-tuning ImageNet weights (docs/benchmarks.md,
+# section 10). Weight decay spares norms, biases and depthwise weights as in
+# TF.
 iters = 300
 optim_wrapper = dict(
     _delete_=True,

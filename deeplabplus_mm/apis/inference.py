@@ -73,8 +73,11 @@ def load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
             keys.
     """
     from mmengine.runner.checkpoint import _load_checkpoint
+
+    from ..engine import register_safe_checkpoints
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'{checkpoint}: no such checkpoint file')
+    register_safe_checkpoints()  # training checkpoints load weights_only
     try:
         ckpt = _load_checkpoint(checkpoint, map_location='cpu',
                                 logger='silent')
@@ -280,8 +283,7 @@ def fast_path_settings(cfg: Config) -> Tuple[bool, bool]:
     both off when the config sets ``fast_inference = False``; else the
     arguments of its ``FastInferenceHook`` entry in ``custom_hooks``, both on
     without one (``tools/test.py`` adds the hook to such configs)."""
-    from ..engine.fast_inference_hook import (FastInferenceHook,
-                                              fast_inference_enabled)
+    from ..engine import FastInferenceHook, fast_inference_enabled
     if not fast_inference_enabled(cfg):
         return False, False
     for hook in cfg.get('custom_hooks', []):

@@ -7,10 +7,12 @@ model index (``deeplabplus_mm/.mim/model-index.yml``, written by
 ``tools/generate_model_index.py``) as mmengine reads mmseg's, and turns a
 zoo tarball into a converted ``.pth`` in the cache
 (``~/.cache/deeplabplus_mm`` or ``$DEEPLABPLUS_MM_CACHE``; downloaded from
-``$DEEPLABPLUS_MM_MIRROR`` when set). ``import deeplabplus_mm`` wraps
-``MMSegInferencer.__init__`` (:func:`register_model_names`) so that
-``MMSegInferencer(model=NAME)`` takes our names; other names go to mmseg
-unchanged. :class:`~deeplabplus_mm.apis.Segmenter` takes them too.
+``$DEEPLABPLUS_MM_MIRROR`` when set). :class:`~deeplabplus_mm.apis.Segmenter`
+takes our names. ``MMSegInferencer(model=NAME)`` takes them after an
+explicit :func:`register_model_names` (it wraps ``MMSegInferencer.__init__``:
+mmengine finds names only in the metafiles of a scope listed in its
+``MODULE2PACKAGE`` and wants ``.pth`` weights, so there is no way in without
+one); other names go to mmseg unchanged.
 """
 import difflib
 import functools
@@ -82,7 +84,10 @@ def resolve(name: str, weights: Optional[str] = None,
 def register_model_names() -> None:
     """Let ``MMSegInferencer(model=NAME)`` resolve our model names (and
     zoo names) with :func:`resolve`; the dataset's classes and palette
-    come from the config (converted checkpoints carry none)."""
+    come from the config (converted checkpoints carry none).
+
+    Opt-in: it changes mmseg's class for the whole process, so only a call
+    to it does (idempotent)."""
     from mmseg.apis import MMSegInferencer
     init = MMSegInferencer.__init__
     if getattr(init, 'deeplabplus_mm', False):

@@ -17,7 +17,9 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-SWITCH = 'train_channels_last'
+from .config_switch import config_switch
+
+TRAIN_CHANNELS_LAST = 'train_channels_last'
 
 
 def _inputs_channels_last(module, args, kwargs):
@@ -53,10 +55,8 @@ class ChannelsLastTrainingHook(Hook):
         self._handle = None
 
     def before_train(self, runner) -> None:
-        cfg = getattr(runner, 'cfg', None)
-        value = cfg.get(SWITCH, False) if cfg is not None else False
-        if not isinstance(value, bool):
-            raise ValueError(f'{SWITCH} must be True or False, got {value!r}')
+        value = config_switch(getattr(runner, 'cfg', None),
+                              TRAIN_CHANNELS_LAST, False)
         if not value or self._handle is not None:
             return
         model = runner.model.module if is_model_wrapper(runner.model) \

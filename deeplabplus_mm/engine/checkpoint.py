@@ -55,7 +55,7 @@ def _history_buffer_setstate(self, state):
 def register_safe_checkpoints():
     """Make mmengine checkpoints plain data and allow-list HistoryBuffer.
 
-    Called on ``import deeplabplus_mm``; idempotent.
+    Part of :func:`~.runtime_setup.setup_runtime`; idempotent.
     """
     HistoryBuffer.__reduce__ = _history_buffer_reduce
     HistoryBuffer.__setstate__ = _history_buffer_setstate

@@ -1,13 +1,13 @@
 """Format a config's text once per process, not once per reader.
 
 mmengine turns a config into text with yapf whenever it is asked for
-``Config.pretty_text``, and a runner asks four times while it starts (the
-log, the copy dumped to the work dir, the visualizer's and the message
-hub's). For our configs each formatting takes 0.14 s (0.4 s the first
-time) on the 2-core Xeon, the same text each time. yapf's ``FormatCode`` is
-a pure function of its arguments, so :func:`cache_config_formatting` puts a
-memo in front of the one mmengine's ``Config`` calls: the texts are
-identical to unmemoised ones, computed once per distinct config text.
+``Config.pretty_text``, and a runner asks several times while it starts
+(the log, the copy dumped to the work dir, the visualizer's and the message
+hub's), for the same text each time (docs/benchmarks.md has the cost).
+yapf's ``FormatCode`` is a pure function of its arguments, so
+:func:`cache_config_formatting` puts a memo in front of the one mmengine's
+``Config`` calls: the texts are identical to unmemoised ones, computed once
+per distinct config text.
 """
 import functools
 import json
@@ -37,7 +37,7 @@ def _memoised(format_code):
 def cache_config_formatting() -> None:
     """Memoise the yapf formatting behind ``Config.pretty_text``.
 
-    Called on ``import deeplabplus_mm``; idempotent.
+    Part of :func:`~.runtime_setup.setup_runtime`; idempotent.
     """
     current = _config_module.FormatCode
     if not hasattr(current, 'uncached'):

@@ -284,7 +284,7 @@ def _init_process_group(backend: str, store, dist_cfg) -> None:
 
 
 def setup_launcher(cfg) -> None:
-    """Make ``cfg`` run under its launcher on this machine.
+    """Make ``cfg`` run under its launcher, with or without CUDA.
 
     With a distributed launcher (``pytorch``: torchrun; ``slurm``: srun;
     ``mpi``) and no CUDA, start the gloo process group from the launcher's
@@ -332,17 +332,14 @@ def finish_launcher() -> None:
     process exits at once, without tearing the process group down.
 
     Call it last, after the runner is finished and released (the tools call
-    it through :func:`run_main`). torch 2.13's gloo teardown at the end
-    of a process is unreliable: measured with two ranks through torchrun (DDP
-    steps and ``all_gather_object``, then the end of the script), rank 0
-    aborted with "terminate called without an active exception" (SIGABRT) in
-    1 of 20 runs that just ended, 4 of 30 that ended after a barrier, and 2
-    of 30 after a barrier and ``destroy_process_group`` (which also deadlocked
-    in about 5 of 60 runs of the SyncBN test worker); a barrier followed by
-    ``os._exit(0)`` ended cleanly in 40 of 40. Garbage is collected first
-    (data loader workers shut down), log handlers and the standard streams are
-    flushed, since ``os._exit`` runs no ``atexit`` handlers; mmengine closes
-    its visualizer backends in ``after_run`` already.
+    it through :func:`run_main`). torch's gloo teardown at the end of a
+    process aborts rank 0 now and then (SIGABRT, "terminate called without
+    an active exception"), with or without a barrier or
+    ``destroy_process_group`` (which can also deadlock); a barrier followed
+    by ``os._exit(0)`` does not (docs/benchmarks.md, section 11). Garbage is
+    collected first (data loader workers shut down), log handlers and the
+    standard streams are flushed, since ``os._exit`` runs no ``atexit``
+    handlers; mmengine closes its visualizer backends in ``after_run``.
 
     Does nothing unless a gloo process group is initialised: single-process
     runs and GPU (NCCL) runs end as mmengine's do.

@@ -2,9 +2,7 @@
 
 Folding BN into the convs and storing the weights channels_last (both in
 :func:`~deeplabplus_mm.models.utils.prepare_for_inference`) predicts what the
-plain model predicts, faster: measured by ``tools/benchmarks/model.py``
-(docs/benchmarks.md), the eval forward of Xception-65 OS16 at 513x513 went
-from 0.97 to 0.69 s/image on 2 CPU cores.
+plain model predicts, faster (docs/benchmarks.md, sections 1 and 8).
 
 ``configs/_base_/default_runtime.py`` lists this hook in ``custom_hooks``, so
 every runner built from our configs takes the fast path: our
@@ -22,13 +20,11 @@ an EMA hook has swapped its weights in), it copies the model (a wrapper's
 ``module``; for TTA the whole TTA model, the segmentor inside it included:
 :func:`~deeplabplus_mm.models.utils.prepared_copy`, new modules and new
 folded / channels_last weights, the rest shared read-only), prepares the
-copy and lets the loop run on it; at the end of the
-epoch, before any other hook's ``after_*_epoch`` (a best-checkpoint save
-included), the runner's model is put back. Training therefore keeps its
-unfused BN, and the weights, BN buffers and checkpoints of a run are
-bit-identical to a run without the hook (tested). The copy costs one more
-set of weights in memory while it lives (Xception-65: 160 MB; a deep copy
-held the model's weights a third time until they were folded).
+copy and lets the loop run on it; at the end of the epoch, before any other
+hook's ``after_*_epoch`` (a best-checkpoint save included), the runner's
+model is put back. Training therefore keeps its unfused BN, and the
+weights, BN buffers and checkpoints of a run are those of a run without the
+hook. The copy holds one more set of weights while it lives.
 """
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -36,16 +32,16 @@ from mmengine.registry import HOOKS
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..models.utils import prepared_copy
+from .config_switch import config_switch
 
-SWITCH = 'fast_inference'
+FAST_INFERENCE = 'fast_inference'
 
 
 def fast_inference_enabled(cfg) -> bool:
-    """The config's ``fast_inference`` switch (on unless set false)."""
-    value = cfg.get(SWITCH, True) if cfg is not None else True
-    if not isinstance(value, bool):
-        raise ValueError(f'{SWITCH} must be True or False, got {value!r}')
-    return value
+    """The config's ``fast_inference`` switch (on unless set false): what
+    this hook, :class:`~deeplabplus_mm.apis.Segmenter` and ``tools/test.py``
+    follow."""
+    return config_switch(cfg, FAST_INFERENCE, True)
 
 
 @HOOKS.register_module()
@@ -93,7 +89,7 @@ class FastInferenceHook(Hook):
         if not (self.fuse_conv_bn or self.channels_last):
             return
         if not fast_inference_enabled(getattr(runner, 'cfg', None)):
-            runner.logger.info(f'FastInferenceHook: off ({SWITCH}=False): '
+            runner.logger.info(f'FastInferenceHook: off ({FAST_INFERENCE}=False): '
                                f'{what} with the plain model')
             return
         model = runner.model

@@ -25,18 +25,13 @@ from mmengine.dist import all_gather, get_world_size
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-SWITCH = 'stop_on_nonfinite_loss'
+from .config_switch import config_switch
+
+STOP_ON_NONFINITE_LOSS = 'stop_on_nonfinite_loss'
 
 
 class NonFiniteLossError(RuntimeError):
     """A loss term was NaN or Inf; the message says where."""
-
-
-def _enabled(cfg) -> bool:
-    value = cfg.get(SWITCH, True) if cfg is not None else True
-    if not isinstance(value, bool):
-        raise ValueError(f'{SWITCH} must be True or False, got {value!r}')
-    return value
 
 
 @HOOKS.register_module()
@@ -52,7 +47,8 @@ class FiniteLossHook(Hook):
         self._on = True
 
     def before_train(self, runner) -> None:
-        self._on = _enabled(getattr(runner, 'cfg', None))
+        self._on = config_switch(getattr(runner, 'cfg', None),
+                                 STOP_ON_NONFINITE_LOSS, True)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
@@ -81,8 +77,9 @@ class FiniteLossHook(Hook):
         last = runner.message_hub.get_info('last_ckpt')
         kept = (f'the last checkpoint, {last}, is kept'
                 if last and osp.isfile(last) else 'no checkpoint was saved')
+        option = f'--cfg-options {STOP_ON_NONFINITE_LOSS}=False'
         message = (f'non-finite loss at iteration {runner.iter + 1}: {where}'
                    f'; training stopped before saving it, {kept} '
-                   f'(--cfg-options {SWITCH}=False trains on)')
+                   f'({option} trains on)')
         runner.logger.error(message)
         raise NonFiniteLossError(message)

@@ -21,9 +21,10 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from .config_switch import config_switch
 from .tf_optim_constructor import MULTIPLIER_KEY
 
-SWITCH = 'load_momentum'
+LOAD_MOMENTUM = 'load_momentum'
 CHECKPOINT_KEY = 'tf_momentum'
 
 
@@ -36,8 +37,8 @@ def load_momentum(optimizer, model, momentum: dict, source: str) -> int:
             not fit the model (naming ``source`` and the key).
     """
     if not optimizer.defaults.get('momentum'):
-        raise ValueError(f'{source}: {SWITCH} needs an optimizer with '
-                         f'momentum, got {type(optimizer).__name__} '
+        raise ValueError(f'{source}: {LOAD_MOMENTUM} needs an optimizer '
+                         f'with momentum, got {type(optimizer).__name__} '
                          'without')
     params = dict(model.named_parameters())
     unknown = sorted(set(momentum) - set(params))
@@ -70,20 +71,17 @@ class LoadMomentumHook(Hook):
 
     def before_train(self, runner) -> None:
         cfg = getattr(runner, 'cfg', None)
-        value = cfg.get(SWITCH, False) if cfg is not None else False
-        if not isinstance(value, bool):
-            raise ValueError(f'{SWITCH} must be True or False, got {value!r}')
-        if not value:
+        if not config_switch(cfg, LOAD_MOMENTUM, False):
             return
         source = cfg.get('load_from')
         if runner.iter > 0 or cfg.get('resume', False):
-            runner.logger.info(f'{SWITCH}: resumed run, the optimizer state '
-                               'of the resumed checkpoint is kept')
+            runner.logger.info(f'{LOAD_MOMENTUM}: resumed run, the optimizer '
+                               'state of the resumed checkpoint is kept')
             return
         if not source:
-            raise ValueError(f'{SWITCH} = True needs load_from (a checkpoint '
-                             'converted with tools/convert_tf_checkpoint.py '
-                             '--momentum)')
+            raise ValueError(f'{LOAD_MOMENTUM} = True needs load_from (a '
+                             'checkpoint converted with '
+                             'tools/convert_tf_checkpoint.py --momentum)')
         checkpoint = _load_checkpoint(source, map_location='cpu')
         momentum = checkpoint.get(CHECKPOINT_KEY) \
             if isinstance(checkpoint, dict) else None
@@ -96,5 +94,5 @@ class LoadMomentumHook(Hook):
         count = load_momentum(runner.optim_wrapper.optimizer, model,
                               momentum, source)
         total = sum(1 for p in model.parameters() if p.requires_grad)
-        runner.logger.info(f'{SWITCH}: TF momentum of {count} of {total} '
-                           f'parameters from {source}')
+        runner.logger.info(f'{LOAD_MOMENTUM}: TF momentum of {count} of '
+                           f'{total} parameters from {source}')

@@ -56,10 +56,7 @@ model = dict(
             avg_non_ignore=True)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
-# Training in channels_last (ChannelsLastTrainingHook, default_runtime.py):
-# faster for every family of ours at 513x513, batch 2 (tools/benchmarks/
-# model.py --modes train --variants base,cl-input, 2-CPU Xeon, 2026-11-29):
-# Xception-41/65/71 OS16 1.14x/1.19x/1.16x, Xception-65 OS8 1.10x,
-# MobileNetV2 1.25x (dm 0.5: 1.14x; ADE20K decoder 1.07x), Xception-71 + DPC
-# 1.28x. Off: --cfg-options train_channels_last=False.
+# Training in channels_last (ChannelsLastTrainingHook, default_runtime.py),
+# where it is faster (docs/benchmarks.md, section 1, "Training in
+# channels_last"). Off: --cfg-options train_channels_last=False.
 train_channels_last = True

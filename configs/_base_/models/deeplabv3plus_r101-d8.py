@@ -42,6 +42,5 @@ model = dict(
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
 # No channels_last training (ChannelsLastTrainingHook): mmseg's ResNet-101
-# gains nothing from it at 513x513, batch 2 (1.00x, tools/benchmarks/
-# model.py --cases r101-d16 --modes train --variants base,cl-input).
+# gains nothing from it (docs/benchmarks.md, section 1).
 train_channels_last = False
