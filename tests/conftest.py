@@ -19,6 +19,10 @@ os.environ.setdefault('MKL_NUM_THREADS', '1')
 
 TESTS_DIR = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(TESTS_DIR)  # the checkout (the tests' one place for it)
+# The tools' shared modules (tools.fixtures, the benchmarks' harness...) are
+# imported as tools.*, from the checkout.
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
 # TensorFlow's reference outputs: $DEEPLAB_TF_REFS, else beside the checkout.
 TF_REFS = os.environ.get('DEEPLAB_TF_REFS',
                          osp.join(REPO, '..', 'shared', 'tf_deeplab'))
@@ -51,7 +55,7 @@ def small_tf_segmentor(test_size=None):
     (momentum 1) so that predictions vary over the image; eval mode."""
     from mmengine.config import ConfigDict
 
-    from deeplabplus_mm.utils.benchmark import calibrate_bn
+    from tools.benchmarks._cases import calibrate_bn
     norm_cfg = dict(type='BN', eps=1e-3, momentum=1.0)
     preprocessor = dict(type='SegDataPreProcessor', mean=[127.5] * 3,
                         std=[127.5] * 3, bgr_to_rgb=True)
@@ -107,7 +111,7 @@ def tf_weights(tf_refs):
 @pytest.fixture(scope='session')
 def synth_voc(tmp_path_factory):
     """A tiny synthetic VOC-layout data set: 8 train, 3 val images."""
-    from deeplabplus_mm.datasets.synthetic import make_synthetic_voc
+    from tools.fixtures.synthetic_voc import make_synthetic_voc
     root = str(tmp_path_factory.mktemp('synthvoc'))
     make_synthetic_voc(root, num_train=8, num_val=3, size_range=(61, 83),
                        seed=1)

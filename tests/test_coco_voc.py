@@ -20,13 +20,12 @@ import deeplabplus_mm.datasets  # noqa: F401  (registers our modules)
 from conftest import REPO
 from deeplabplus_mm.datasets import (COCO_TO_VOC, VOC_COCO_CLASSES,
                                      COCOVOCDataset, DatasetError)
-from deeplabplus_mm.datasets.preparation import (convert_coco_to_voc,
-                                                 rasterize)
-from deeplabplus_mm.datasets.preparation.coco_to_voc import Instance
-from deeplabplus_mm.datasets.synthetic import VOC_PALETTE
-from deeplabplus_mm.datasets.synthetic_coco import (compressed_rle,
-                                                    save_coco_json,
-                                                    uncompressed_rle)
+from deeplabplus_mm.datasets.voc_meta import VOC_PALETTE
+from tools.dataset_converters._coco_to_voc import (Instance,
+                                                   convert_coco_to_voc,
+                                                   rasterize)
+from tools.fixtures.synthetic_coco import (compressed_rle, save_coco_json,
+                                           uncompressed_rle)
 
 TOOL = Path(REPO) / 'tools' / 'dataset_converters' / 'coco_voc.py'
 

@@ -16,8 +16,8 @@ import torch
 
 import tf_names
 from conftest import REPO, run_tool
-from deeplabplus_mm.converters import write_checkpoint
 from deeplabplus_mm.engine import register_safe_checkpoints
+from tools.fixtures.tf_bundle_writer import write_checkpoint
 
 ZOO_CONFIG = ('configs/deeplabv3plus/'
               'deeplabv3plus_xception65-d16_4xb4-30k_voc12aug-513x513.py')
@@ -47,7 +47,7 @@ def _tf_labelled_voc(root, tf_refs, case='xception65_os16'):
     losslessly as PNG), labelled with TensorFlow's own prediction (the
     argmax of its upsampled logits; 255 where its top-2 margin is within
     2e-4, the near-ties a float32 port may flip)."""
-    from deeplabplus_mm.datasets.synthetic import save_palette_png
+    from deeplabplus_mm.datasets.voc_meta import save_palette_png
     for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
         os.makedirs(osp.join(root, sub))
     names = []

@@ -26,10 +26,10 @@ from PIL import Image
 import deeplabplus_mm.datasets  # noqa: F401  (registers our modules)
 from conftest import REPO
 from deeplabplus_mm.datasets import (COCOVOCDataset, DatasetError,
-                                     LoadVOCAnnotations, PascalVOCAugDataset,
-                                     make_synthetic_voc)
-from deeplabplus_mm.datasets.synthetic import save_palette_png
+                                     LoadVOCAnnotations, PascalVOCAugDataset)
 from deeplabplus_mm.datasets.utils import read_split_names
+from deeplabplus_mm.datasets.voc_meta import save_palette_png
+from tools.fixtures.synthetic_voc import make_synthetic_voc
 
 CONFIG_DIR = Path(REPO) / 'configs' / '_base_' / 'datasets'
 CONFIGS = {

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from conftest import run_tool
-from deeplabplus_mm.apis.demo import read_test_metrics, trivial_miou
 from deeplabplus_mm.datasets.voc_meta import VOC_CLASSES
 from deeplabplus_mm.visualization import read_scalars
+from tools._demo import read_test_metrics, trivial_miou
 
 
 def test_demo_pipeline_learns(tmp_path):

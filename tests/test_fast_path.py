@@ -16,7 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from conftest import REPO, build_model, run_tool, tiny_config
 from deeplabplus_mm.engine import register_safe_checkpoints
-from deeplabplus_mm.utils.benchmark import calibrate_bn
+from tools.benchmarks._cases import calibrate_bn
 
 register_safe_checkpoints()  # our training checkpoints load weights_only
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import DEMO_CONFIG as DEMO
 from conftest import REPO, build_model, run_tool
-from deeplabplus_mm.utils.benchmark import calibrate_bn
+from tools.benchmarks._cases import calibrate_bn
 
 
 @pytest.fixture(scope='module')

@@ -23,10 +23,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import deeplabplus_mm  # noqa: F401  (registers LRASPPTFHead)
 import tf_values
 from conftest import REPO, build_model, run_tool
-from deeplabplus_mm.converters import (map_scope, name_tables,
-                                       to_torch_layout, write_checkpoint)
+from deeplabplus_mm.converters import map_scope, name_tables, to_torch_layout
 from deeplabplus_mm.models.decode_heads import LRASPPTFHead
 from mmseg.registry import MODELS
+from tools.fixtures.tf_bundle_writer import write_checkpoint
 
 CASES = ['mobilenetv3_large_cityscapes', 'mobilenetv3_small_cityscapes']
 CONFIG = ('configs/lraspp/'

@@ -195,7 +195,7 @@ def demo_checkpoint(tmp_path_factory):
 
 
 def test_checkpoint_that_does_not_fit_names_keys(tmp_path, demo_checkpoint):
-    from deeplabplus_mm.apis.export import run_export
+    from tools.deployment.export_onnx import run_export
     out = tmp_path / 'out.onnx'
     # xception41 weights for the xception65 config
     proc = run_tool(EXPORT, ZOO_CONFIG, demo_checkpoint, str(out),
@@ -219,7 +219,7 @@ def test_checkpoint_that_does_not_fit_names_keys(tmp_path, demo_checkpoint):
 
 
 def test_unwritable_output_and_bad_opset(tmp_path, demo_checkpoint):
-    from deeplabplus_mm.apis.export import run_export
+    from tools.deployment.export_onnx import run_export
     blocker = tmp_path / 'a_file'
     blocker.write_text('x')
     out = blocker / 'model.onnx'

@@ -17,8 +17,8 @@ import torch
 
 import tf_values
 from conftest import REPO, build_model, run_tool
-from deeplabplus_mm.converters import write_checkpoint
 from deeplabplus_mm.models.utils.tf_fake_quant import fake_quant, nudged_range
+from tools.fixtures.tf_bundle_writer import write_checkpoint
 
 REFS = osp.join(REPO, 'tests', 'tf_eval')
 # case -> the float config of the same model
@@ -147,7 +147,7 @@ def test_tools_test_py_predicts_tfs_labels(converted, tmp_path):
     import cv2
     from mmseg.models.utils import resize
 
-    from deeplabplus_mm.datasets.synthetic import save_palette_png
+    from deeplabplus_mm.datasets.voc_meta import save_palette_png
     from deeplabplus_mm.models.utils import fusable_conv_modules
     case, folder, _, model = converted
     assert fusable_conv_modules(model) == []

@@ -22,7 +22,6 @@ import pytest
 from conftest import run_tool
 from test_tf_bundle import _fixtures
 
-from deeplabplus_mm.converters import tf_bundle_writer as tw
 from deeplabplus_mm.converters.crc import crc32c, mask_crc32c
 from deeplabplus_mm.converters.tf_bundle import (CheckpointReader,
                                                  TFCheckpointError,
@@ -30,7 +29,8 @@ from deeplabplus_mm.converters.tf_bundle import (CheckpointReader,
                                                  open_checkpoint, opening,
                                                  read_index, sstable)
 from deeplabplus_mm.converters.tf_bundle.meta import data_name
-from deeplabplus_mm.converters.tf_bundle_writer import write_checkpoint
+from tools.fixtures import tf_bundle_writer as tw
+from tools.fixtures.tf_bundle_writer import write_checkpoint
 
 MiB = 1 << 20
 

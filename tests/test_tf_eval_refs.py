@@ -17,7 +17,8 @@ from mmengine.config import Config
 
 import tf_values
 from conftest import REPO, build_model, run_tool
-from deeplabplus_mm.converters import tf_variables, write_checkpoint
+from deeplabplus_mm.converters import tf_variables
+from tools.fixtures.tf_bundle_writer import write_checkpoint
 
 ATOL = 1e-4
 

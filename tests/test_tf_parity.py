@@ -11,8 +11,8 @@ import torch
 from mmengine.config import Config
 
 from conftest import REPO, build_model, run_tool
-from deeplabplus_mm.converters import (convert, expected_state_shapes,
-                                       map_scope, write_checkpoint)
+from deeplabplus_mm.converters import convert, expected_state_shapes, map_scope
+from tools.fixtures.tf_bundle_writer import write_checkpoint
 
 CASE = 'xception65_os16'
 ZOO_CONFIG = osp.join(

@@ -70,8 +70,9 @@ def _tf_checkpoint_with_momentum(prefix, config):
     from mmengine.config import Config
 
     from deeplabplus_mm.archs import model_convs, state_shapes
-    from deeplabplus_mm.converters import tf_variable_names, write_checkpoint
+    from deeplabplus_mm.converters import tf_variable_names
     from deeplabplus_mm.converters.naming import tf_shape
+    from tools.fixtures.tf_bundle_writer import write_checkpoint
     model = Config.fromfile(config).model.to_dict()
     shapes = state_shapes(model_convs(model))
     rng = np.random.default_rng(0)

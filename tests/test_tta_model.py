@@ -30,7 +30,8 @@ def tta_batch(tmp_path_factory):
     """Two images through the VOC configs' mmseg_tta_pipeline (mmseg's
     protocol, 6 scales x flip), collated as a test loader with batch size
     2 does (mmseg's preprocessor wants one size per batch)."""
-    from deeplabplus_mm.datasets.synthetic import make_sample, save_palette_png
+    from deeplabplus_mm.datasets.voc_meta import save_palette_png
+    from tools.fixtures.synthetic_voc import make_sample
     folder = tmp_path_factory.mktemp('tta')
     rng = np.random.default_rng(3)
     pipeline = Compose(

@@ -14,10 +14,13 @@ from PIL import Image
 
 import deeplabplus_mm.datasets  # noqa: F401  (registers our modules)
 from conftest import REPO
-from deeplabplus_mm.datasets import DatasetError, make_synthetic_voc
-from deeplabplus_mm.datasets.preparation import (VOC_AUG_SIZE, convert_voc_aug,
-                                                 read_sbd_mat, trainaug_names)
-from deeplabplus_mm.datasets.synthetic import VOC_PALETTE
+from deeplabplus_mm.datasets import DatasetError
+from deeplabplus_mm.datasets.voc_meta import VOC_PALETTE
+from tools.dataset_converters._sbd_voc_aug import (VOC_AUG_SIZE,
+                                                   convert_voc_aug,
+                                                   read_sbd_mat,
+                                                   trainaug_names)
+from tools.fixtures.synthetic_voc import make_synthetic_voc
 
 TOOL = Path(REPO) / 'tools' / 'dataset_converters' / 'voc_aug.py'
 

@@ -19,8 +19,8 @@ import torch
 
 import tf_names
 from conftest import REPO, run_tool
-from deeplabplus_mm.converters import write_checkpoint
 from deeplabplus_mm.converters.zoo import ZOO
+from tools.fixtures.tf_bundle_writer import write_checkpoint
 
 ROW = ZOO['mobilenetv2_dm05_coco_voc_trainaug']
 CONFIG = ('configs/deeplabv3/'

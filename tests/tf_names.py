@@ -161,7 +161,7 @@ def values(names, step=1000, momentum=True):
     checkpoint."""
     import numpy as np
 
-    from deeplabplus_mm.utils.benchmark import trainable
+    from tools.benchmarks._checkpoint import trainable
     tensors = {'global_step': np.asarray(step, np.int64)}
     for name, shape in names:
         tensors[name] = value(name, shape)

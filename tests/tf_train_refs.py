@@ -81,7 +81,8 @@ def train_like_tf(ref, tmp_path):
     the run set-up changed: :func:`train_parity.write_derived_config`);
     returns the work dir, the run's output, the initial values and the
     converter's info for naming."""
-    from deeplabplus_mm.converters import inspect_variables, write_checkpoint
+    from deeplabplus_mm.converters import inspect_variables
+    from tools.fixtures.tf_bundle_writer import write_checkpoint
     init = initial_tensors(ref)
     write_checkpoint(str(tmp_path / 'init' / 'model.ckpt'), init)
     pth = str(tmp_path / 'init.pth')

@@ -21,6 +21,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from _demo import (last_checkpoint, latest_scalars,  # this folder's helpers
+                   read_test_metrics, save_summary, trivial_miou,
+                   write_demo_config)
 from convert_tf_checkpoint import REPO  # the tools' one definition
 
 DEFAULT_CONFIG = osp.join(
@@ -66,12 +69,11 @@ def run(step, *args):
 
 def main():
     args = parse_args()
+    if REPO not in sys.path:  # run as a script: tools.* from the checkout
+        sys.path.insert(0, REPO)
     from deeplabplus_mm.apis import Segmenter
-    from deeplabplus_mm.apis.demo import (last_checkpoint, latest_scalars,
-                                          read_test_metrics, save_summary,
-                                          trivial_miou, write_demo_config)
-    from deeplabplus_mm.datasets.synthetic import make_synthetic_voc
     from deeplabplus_mm.visualization import plot_training_curves, save_grid
+    from tools.fixtures.synthetic_voc import make_synthetic_voc
 
     start = time.time()
     os.makedirs(args.work_dir, exist_ok=True)

@@ -24,7 +24,7 @@ def main(argv=None):
                         help='compare with the files on disk, write nothing')
     args = parser.parse_args(argv)
     import_converters()  # the package without torch, mmseg and mmcv
-    from deeplabplus_mm.converters.model_index import generated_files
+    from _model_index import generated_files  # this folder's helper
     stale = []
     for rel, text in generated_files(REPO).items():
         path = osp.join(REPO, rel)

@@ -20,7 +20,7 @@ from mmengine.config import Config
 from mmengine.model import BaseDataPreprocessor
 from mmseg.models.segmentors.base import BaseSegmentor
 
-from .export import INPUT_NAME, read_metadata
+from .onnx_metadata import INPUT_NAME, read_metadata
 from .inference import Segmenter, _default_palette, load_config
 
 __all__ = ['OnnxSegmenter', 'OnnxRuntimeSegmentor', 'RawPadPreprocessor']

@@ -1,4 +1,4 @@
-"""TF checkpoint reading / writing and conversion to our ``state_dict``.
+"""TF checkpoint reading and conversion to our ``state_dict``.
 
 This subpackage itself imports neither torch, mmseg nor mmcv (converting a
 checkpoint needs none of them); ``tools/convert_tf_checkpoint.py`` imports
@@ -13,7 +13,6 @@ from .naming import (map_name, map_scope, tf_variable_names, tf_variables,
 from .planning import Entry, plan
 from .tf_bundle import (CheckpointReader, TFCheckpointError, load_checkpoint,
                         open_checkpoint, read_index)
-from .tf_bundle_writer import write_checkpoint
 from .tf_deeplab import convert, convert_checkpoint
 from .torch_format import TorchFileWriter
 
@@ -23,6 +22,5 @@ __all__ = [
     'crc32c', 'expected_from_config', 'expected_state_shapes',
     'inspect_variables', 'load_checkpoint', 'load_model_config', 'map_name',
     'map_scope', 'open_checkpoint', 'plan', 'read_index', 'suggest_config',
-    'tf_variable_names', 'tf_variables', 'to_torch_layout', 'usage_lines',
-    'write_checkpoint'
+    'tf_variable_names', 'tf_variables', 'to_torch_layout', 'usage_lines'
 ]

@@ -2,8 +2,7 @@
 
 DeepLab pre-trains on COCO images whose instance masks are mapped to VOC's
 classes. :data:`VOC_COCO_CLASSES` is the one table of that mapping; the
-offline conversion (``tools/dataset_converters/coco_voc.py``,
-:mod:`deeplabplus_mm.datasets.preparation.coco_to_voc`) uses it, and
+offline conversion (``tools/dataset_converters/coco_voc.py``) uses it, and
 :class:`COCOVOCDataset` reads its output.
 """
 from typing import Dict, Optional

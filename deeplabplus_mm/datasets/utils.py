@@ -1,5 +1,5 @@
 """Checks and small file helpers shared by our datasets, transforms and
-preparation tools.
+the dataset converters (``tools/dataset_converters/``).
 
 Everything here is a pure function of its arguments (plus the files it is
 told to read or write) and raises an error that names the offending file:
@@ -15,8 +15,8 @@ told to read or write) and raises an error that names the offending file:
 * :func:`find_missing_files` / :func:`format_missing`: which listed files do
   not exist, as a readable message.
 * :func:`is_up_to_date`, :func:`write_text_atomic`, :func:`image_size` and
-  :func:`run_parallel`: idempotent, atomic, parallel work for the offline
-  tools.
+  :func:`run_parallel`: idempotent, atomic, parallel work for the dataset
+  converters.
 """
 import io
 import os

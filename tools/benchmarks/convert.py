@@ -12,7 +12,9 @@ import os.path as osp
 import sys
 import time
 
-from deeplabplus_mm.utils import benchmark as common
+import _checkout  # noqa: F401  (first: the checkout on sys.path)
+from tools.benchmarks import _checkpoint
+from tools.benchmarks import _harness as common
 
 CLI_IMPORTS = ("import runpy; runpy.run_path('tools/convert_tf_checkpoint."
                "py')['import_converters'](); import mmengine.config")
@@ -39,8 +41,8 @@ def main():
     p.add_argument('--tf-python', help='a Python interpreter with TensorFlow'
                    ' (default: this one, if it has TensorFlow)')
     args = common.parse(p)
-    prefix = common.reference_checkpoint(args.cache)
-    size = common.checkpoint_bytes(prefix) / 2**20
+    prefix = _checkpoint.reference_checkpoint(args.cache)
+    size = _checkpoint.checkpoint_bytes(prefix) / 2**20
     common.start(args)
     out = osp.join(args.cache, f'converted-{os.getpid()}.pth')
     py, tf_py = sys.executable, args.tf_python or (
@@ -64,7 +66,7 @@ def main():
         step = steps[name][0]
         spec = dict(kind=step, src=prefix, out=out, what='keep', verify=True)
         res = (common.run_command(step) if isinstance(step, list) else
-               common.tf_read(spec, tf_py) if step == 'tf' else
+               _checkpoint.tf_read(spec, tf_py) if step == 'tf' else
                common.run_child(__file__, spec))
         error = res.get('error') or res.get('code') and f'exit {res["code"]}'
         if error and name != 'tf_read':  # without it, that row is left out
@@ -106,4 +108,5 @@ def main():
 
 
 if __name__ == '__main__':
-    common.entry(main, read=common.read_child, convert=child_convert)
+    sys.exit(common.entry(main, read=_checkpoint.read_child,
+                          convert=child_convert))

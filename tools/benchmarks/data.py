@@ -17,10 +17,13 @@ import torch
 from mmengine.dataset import pseudo_collate
 from torch.utils.data import DataLoader, RandomSampler
 
-from deeplabplus_mm.datasets import (LoadVOCAnnotations, PascalVOCAugDataset,
-                                     make_synthetic_coco, make_synthetic_voc)
-from deeplabplus_mm.datasets.preparation import coco_to_voc as c2v
-from deeplabplus_mm.utils import benchmark as common
+import _checkout  # noqa: F401  (first: the checkout on sys.path)
+from deeplabplus_mm.datasets import LoadVOCAnnotations, PascalVOCAugDataset
+from tools import REPO
+from tools.benchmarks import _harness as common
+from tools.dataset_converters import _coco_to_voc as c2v
+from tools.fixtures.synthetic_coco import make_synthetic_coco
+from tools.fixtures.synthetic_voc import make_synthetic_voc
 
 SPLIT = 'train2017'
 
@@ -56,7 +59,7 @@ def main():
     make_synthetic_coco(coco, args.coco_images, SPLIT, seed=0)
     cv2.setNumThreads(0)  # as mmengine's runner does (set_multi_processing)
     common.start(args)
-    cfg = load_config(osp.join(common.REPO, 'configs', '_base_', 'datasets',
+    cfg = load_config(osp.join(REPO, 'configs', '_base_', 'datasets',
                                'pascal_voc12_aug.py'))
     dataset = PascalVOCAugDataset(
         data_root=voc, pipeline=cfg.train_pipeline,
@@ -137,4 +140,4 @@ def main():
 
 
 if __name__ == '__main__':
-    common.entry(main, coco=child_coco)
+    sys.exit(common.entry(main, coco=child_coco))

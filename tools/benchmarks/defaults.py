@@ -18,9 +18,12 @@ import time
 
 import torch
 
+import _checkout  # noqa: F401  (first: the checkout on sys.path)
 from deeplabplus_mm.apis import build_model
-from deeplabplus_mm.datasets.synthetic import make_synthetic_voc
-from deeplabplus_mm.utils import benchmark as common
+from tools import REPO
+from tools.benchmarks import _cases
+from tools.benchmarks import _harness as common
+from tools.fixtures.synthetic_voc import make_synthetic_voc
 
 CONFIG = {False: 'configs/deeplabv3plus/deeplabv3plus_xception65-d16_4xb4-'
           '30k_voc12aug-513x513.py',
@@ -43,8 +46,8 @@ def make_data(args, folder):
     """A checkpoint (seeded weights, BN statistics of random images), per
     path a config on the first synthetic VOC images; returns path -> its
     command up to its output folder."""
-    base, commands = osp.join(common.REPO, args.config), {}
-    model = common.calibrate_bn(build_model(base, seed=0),
+    base, commands = osp.join(REPO, args.config), {}
+    model = _cases.calibrate_bn(build_model(base, seed=0),
                                 97 if args.quick else 257, batches=2, seed=0)
     ckpt = osp.join(folder, 'model.pth')
     torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
@@ -158,4 +161,4 @@ def main():
 
 
 if __name__ == '__main__':
-    common.entry(main, run=child_run)
+    sys.exit(common.entry(main, run=child_run))

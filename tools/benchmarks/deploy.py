@@ -7,12 +7,15 @@ Round-robin timing and logits compared; method: docs/benchmarks.md, 7.
 """
 import importlib.util
 import os
+import sys
 import tempfile
 
 import torch
 
+import _checkout  # noqa: F401  (first: the checkout on sys.path)
 from deeplabplus_mm.apis import export as api
-from deeplabplus_mm.utils import benchmark as common
+from tools.benchmarks import _cases
+from tools.benchmarks import _harness as common
 
 VARIANTS, GOAL = ['pytorch base', 'pytorch fuse+cl', 'onnxruntime'], 1.2
 
@@ -21,9 +24,9 @@ def child(case, size, threads, warmup, repeats, max_other_cores, **_):
     import onnxruntime as ort
     options = ort.SessionOptions()  # all graph optimisations by default
     options.intra_op_num_threads = common.set_threads(threads)
-    steps = {v: common.prepare(case, 'eval', v[8:], size)[0]
+    steps = {v: _cases.prepare(case, 'eval', v[8:], size)[0]
              for v in VARIANTS[:2]}
-    wrapper = api.DeployableSegmentor(common.build_case(case).eval())
+    wrapper = api.DeployableSegmentor(_cases.build_case(case).eval())
     with tempfile.TemporaryDirectory(prefix='deeplabplus_onnx_') as folder:
         with common.Interference() as export:  # static size, BN unfolded
             api.export_onnx(wrapper, path := f'{folder}/m.onnx', (size, size))
@@ -34,7 +37,7 @@ def child(case, size, threads, warmup, repeats, max_other_cores, **_):
             wrapper, path, [(size, size)]).values()
         res = dict(export_s=export.wall, session_s=load.wall, diff=diff,
                    logit=logit, onnx_mib=os.path.getsize(path) / 2**20,
-                   macs=common.count_macs(wrapper.segmentor, size)[0],
+                   macs=_cases.count_macs(wrapper.segmentor, size)[0],
                    ort=ort.__version__)
     feed = {api.INPUT_NAME: (torch.rand(  # check_against_torch's image
         1, 3, size, size, generator=torch.Generator().manual_seed(0)) *
@@ -49,7 +52,7 @@ def child(case, size, threads, warmup, repeats, max_other_cores, **_):
 def main():
     p = common.parser(__doc__, 'smoke run', size=(129, 513, 'input size'),
                       warmup=(1, 2, 'warm-up'), repeats=(2, 7, 'timed rounds'))
-    p.add_argument('--case', default='xception65-d16', choices=common.CONFIGS)
+    p.add_argument('--case', default='xception65-d16', choices=_cases.CONFIGS)
     args, s = common.parse(p), '{0}x{0}'.format
     if importlib.util.find_spec('onnxruntime') is None:
         print('skipped: onnxruntime is not installed (pip install -r '
@@ -84,4 +87,4 @@ def main():
 
 
 if __name__ == '__main__':
-    common.entry(main, timing=lambda spec: child(**spec))
+    sys.exit(common.entry(main, timing=lambda spec: child(**spec)))

@@ -15,8 +15,10 @@ import sys
 import tempfile
 from collections import Counter
 
-from deeplabplus_mm.datasets.synthetic import make_synthetic_voc
-from deeplabplus_mm.utils import benchmark as common
+import _checkout  # noqa: F401  (first: the checkout on sys.path)
+from tools import REPO
+from tools.benchmarks import _harness as common
+from tools.fixtures.synthetic_voc import make_synthetic_voc
 
 CFG = 'configs/demo/deeplabv3plus_xception41-d16_1xb8-300it_synthvoc-97x97.py'
 RUNS = dict(train='dist_train.sh {cfg} {ranks} --work-dir {w} --cfg-options',
@@ -55,7 +57,7 @@ def main():
             # its own process group: a hang ends with the launcher's ranks
             proc = subprocess.Popen(
                 ['bash', 'tools/' + script, *argv, *opts], text=True,
-                cwd=common.REPO, stdout=subprocess.PIPE,
+                cwd=REPO, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, start_new_session=True,
                 env=dict(env, PORT=str(29700 + 3 * i + j)))
             try:

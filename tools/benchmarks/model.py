@@ -11,19 +11,22 @@ measures peak memory. Method: docs/benchmarks.md, sections 1 and 5 (GPU).
 """
 import argparse
 import itertools
+import sys
 import tempfile
 from types import SimpleNamespace as Run
 
 import torch
 
-from deeplabplus_mm.utils import benchmark as common
+import _checkout  # noqa: F401  (first: the checkout on sys.path)
+from tools.benchmarks import _cases
+from tools.benchmarks import _harness as common
 
 VARIANTS = dict(eval=['base', 'fuse', 'fuse+cl', 'fuse+cl+compile'],
                 train=['base', 'cl', 'cl-input', 'bf16', 'bf16+cl'])
 CASES, EVAL = 'xception65-d16,xception65-d8,r101-d8', 'base,fuse,fuse+cl'
 OPTIONS = {  # --name: (CPU quick, CPU, CUDA quick, CUDA defaults), help
     'cases': (CASES, CASES, 'xception65-d16', 'xception65-d16',
-              f'comma-separated, from {sorted(common.CONFIGS)}'),
+              f'comma-separated, from {sorted(_cases.CONFIGS)}'),
     'modes': ('eval,train', 'eval,train', 'train', 'train', 'eval, train'),
     'variants': (EVAL + ',cl,cl-input', EVAL + ',fuse+cl+compile,cl,cl-input',
                  EVAL + ',cl,bf16,bf16+cl', EVAL + ',fuse+cl+compile,cl,bf16,'
@@ -45,7 +48,7 @@ def child(spec, memory=False):
     job, res, steps, mem = spec['job'], {}, {}, common.PeakRSS()
     cuda = job['device'].startswith('cuda')
     for v in spec['variants']:  # res[v]: compile seconds (or None)
-        steps[v], _, res[v] = common.prepare(variant=v, **job, on_ready=(
+        steps[v], _, res[v] = _cases.prepare(variant=v, **job, on_ready=(
             mem.start if memory and not cuda else None))
     if memory:
         for i in range(4 if cuda else 2):
@@ -55,11 +58,11 @@ def child(spec, memory=False):
         return dict(mib=torch.cuda.max_memory_allocated(job['device']) /
                     2**20 if cuda else mem.delta_mib())
     if job['mode'] == 'eval':
-        model, size = common.build_case(job['case']).eval(), job['size']
-        res['macs'], ops = common.count_macs(model, size)
+        model, size = _cases.build_case(job['case']).eval(), job['size']
+        res['macs'], ops = _cases.count_macs(model, size)
         res['by_op'] = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
-        res['by_kind'] = common.conv_breakdown(model, size)
-        res['unit'] = common.counter_unit()
+        res['by_kind'] = _cases.conv_breakdown(model, size)
+        res['unit'] = _cases.counter_unit()
     steps['gemm'] = common.gemm_step(job['device'])
     res['times'], res['other'] = common.round_robin(
         steps, spec['warmup'], spec['repeats'], spec['max_other_cores'])
@@ -87,7 +90,7 @@ def parse_args():
         value = getattr(args, name)
         value = v[2 * cuda + (not args.quick)] if value is None else value
         setattr(args, name, value.split(',') if type(value) is str else value)
-    for what, known in (('cases', common.CONFIGS), ('modes', VARIANTS)):
+    for what, known in (('cases', _cases.CONFIGS), ('modes', VARIANTS)):
         for name in set(getattr(args, what)) - set(known):
             p.error(f'unknown {what[:-1]} {name!r}: not in {sorted(known)}')
     return args
@@ -216,5 +219,5 @@ def report(args, runs, macs, best_gemm):  # best: a conservative ceiling
 
 
 if __name__ == '__main__':
-    common.entry(main, timing=child,
-                 memory=lambda spec: child(spec, memory=True))
+    sys.exit(common.entry(main, timing=child,
+                          memory=lambda spec: child(spec, memory=True)))

@@ -12,7 +12,9 @@ import os.path as osp
 import sys
 import time
 
-from deeplabplus_mm.utils import benchmark as common
+import _checkout  # noqa: F401  (first: the checkout on sys.path)
+from tools.benchmarks import _checkpoint
+from tools.benchmarks import _harness as common
 
 KINDS = ('needed', 'all', 'keep')
 
@@ -42,9 +44,9 @@ def main():
     kinds, warm = args.kinds.split(','), int(not args.quick)
     if not set(kinds) <= set(KINDS) or 'all' not in kinds:
         p.error(f'--kinds: a subset of {",".join(KINDS)} with "all"')
-    prefix, archive = common.reference_checkpoint(args.cache, args.subset,
+    prefix, archive = _checkpoint.reference_checkpoint(args.cache, args.subset,
                                                   archive=True)
-    size = common.checkpoint_bytes(prefix) / 2**20
+    size = _checkpoint.checkpoint_bytes(prefix) / 2**20
     common.start(args)
     print(f'checkpoint {prefix} ({size:.0f} MiB, index + data), archive '
           f'{archive} ({osp.getsize(archive) / 2**20:.0f} MiB); median of '
@@ -60,7 +62,7 @@ def main():
             src, what, reader = case
             spec = dict(kind='read', src=inputs[src], what=what,
                         verify=reader != 'ours, verify=False')
-            res = (common.tf_read(spec, args.tf_python) if reader == 'tf'
+            res = (_checkpoint.tf_read(spec, args.tf_python) if reader == 'tf'
                    else common.run_child(__file__, spec))
             if 'error' in res:
                 sys.exit(f'{case} failed: {res["error"]}')
@@ -95,4 +97,4 @@ def main():
 
 
 if __name__ == '__main__':
-    common.entry(main, read=common.read_child)
+    sys.exit(common.entry(main, read=_checkpoint.read_child))

@@ -9,6 +9,7 @@ Times, in-call overheads, flip pairs, peak memory: ``docs/benchmarks.md``,
 section 2, says how they are measured.
 """
 import os.path as osp
+import sys
 import tempfile
 import time
 from functools import partial
@@ -22,11 +23,14 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmseg.registry import MODELS
 
+import _checkout  # noqa: F401  (first: the checkout on sys.path)
 from deeplabplus_mm.apis import build_model
-from deeplabplus_mm.datasets.synthetic import make_sample, save_palette_png
+from deeplabplus_mm.datasets.voc_meta import save_palette_png
 from deeplabplus_mm.models import scale_dimension
 from deeplabplus_mm.models.utils import prepare_for_inference
-from deeplabplus_mm.utils import benchmark as common
+from tools.benchmarks import _cases
+from tools.benchmarks import _harness as common
+from tools.fixtures.synthetic_voc import make_sample
 
 # The tables' rows: value name, label.
 ROWS = dict(line.split(' ', 1) for line in """\
@@ -56,7 +60,7 @@ def prepare(arch, size, channels_last, **_):
     """(cfg, name -> step, in_call, TF's network inputs, mmseg's views) of
     the zoo model padding to ``size``: the steps (no_grad) of section 2 of
     ``docs/benchmarks.md``; the TTA calls add their in-call ratios."""
-    cfg = Config.fromfile(common.config_path('xception65-d16'))
+    cfg = Config.fromfile(_cases.config_path('xception65-d16'))
     cfg.model.backbone.arch = arch
     cfg.model.data_preprocessor.test_cfg = dict(size=(size, size))
     model = build_model(cfg, seed=0)
@@ -187,4 +191,4 @@ def main():
 
 
 if __name__ == '__main__':
-    common.entry(main, memory=child_memory)
+    sys.exit(common.entry(main, memory=child_memory))

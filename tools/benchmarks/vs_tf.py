@@ -22,11 +22,14 @@ import statistics
 import sys
 import time
 
-from deeplabplus_mm.utils import benchmark as common
+import _checkout  # noqa: F401  (first: the checkout on sys.path)
+from tools import REPO
+from tools.benchmarks import _cases
+from tools.benchmarks import _harness as common
 
 CASE, TF_CASE = 'xception65-d16', 'xception65_voc'
 GOAL = 0.8  # our time / TF's time, at most
-TF_CHILD = osp.join(common.REPO, 'tools', 'tf_references', 'speed_child.py')
+TF_CHILD = osp.join(REPO, 'tools', 'tf_references', 'speed_child.py')
 
 
 def child_ours(spec):
@@ -35,7 +38,7 @@ def child_ours(spec):
     common.set_threads(spec['threads'])
     start = time.perf_counter()
     train = spec['mode'] == 'train'
-    step, _, _ = common.prepare(
+    step, _, _ = _cases.prepare(
         CASE, spec['mode'], 'cl-input' if train else 'fuse+cl', spec['size'],
         batch=spec['batch'] if train else 1, optimizer=train)
     step()
@@ -117,4 +120,4 @@ def main():
 
 if __name__ == '__main__':
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    common.entry(main, ours=child_ours)
+    sys.exit(common.entry(main, ours=child_ours))

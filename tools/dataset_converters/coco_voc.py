@@ -7,12 +7,13 @@ Example::
 
 Writes ``COCO/voc_masks/train2017/*.png`` and ``COCO/voc_lists/train2017.txt``
 (or under ``--out-root``); see
-:mod:`deeplabplus_mm.datasets.preparation.coco_to_voc`.
+``tools/dataset_converters/_coco_to_voc.py`` (the conversion).
 """
 import argparse
 import sys
 
-from deeplabplus_mm.datasets.preparation import convert_coco_to_voc
+from _coco_to_voc import convert_coco_to_voc  # this folder's
+
 from deeplabplus_mm.datasets.utils import DatasetError
 
 

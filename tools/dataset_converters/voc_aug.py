@@ -7,12 +7,13 @@ Example::
 
 Writes ``VOC2012/SegmentationClassAug/*.png`` and
 ``VOC2012/ImageSets/Segmentation/trainaug.txt`` (10,582 images); see
-:mod:`deeplabplus_mm.datasets.preparation.sbd_voc_aug`.
+``tools/dataset_converters/_sbd_voc_aug.py`` (the conversion).
 """
 import argparse
 import sys
 
-from deeplabplus_mm.datasets.preparation import convert_voc_aug
+from _sbd_voc_aug import convert_voc_aug  # this folder's
+
 from deeplabplus_mm.datasets.utils import DatasetError
 
 

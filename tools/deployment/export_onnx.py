@@ -23,9 +23,12 @@ size, and another size with --dynamic): fails if the logits differ by more
 than 1e-4 x max(1, |logits|).
 """
 import argparse
+import os.path as osp
 import sys
+import time
+from typing import Dict, Optional, Tuple
 
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
 
 
 def parse_args():
@@ -54,9 +57,75 @@ def parse_args():
     return parser.parse_args()
 
 
+def run_export(config: str,
+               checkpoint: str,
+               out_file: str,
+               shape: Optional[Tuple[int, int]] = None,
+               dynamic: bool = False,
+               opset: Optional[int] = None,
+               fuse_conv_bn: bool = False,
+               argmax: bool = False,
+               simplify_check: bool = False,
+               cfg_options: Optional[Dict] = None,
+               verbose: bool = False,
+               log=print) -> Dict:
+    """Build, load, export, report (``log``).
+
+    Returns:
+        dict: The metadata written (see
+        :func:`deeplabplus_mm.apis.export.export_onnx`).
+    """
+    from deeplabplus_mm.apis.export import (build_deployable,
+                                            check_export_args, default_shape,
+                                            export_onnx)
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'{config}: no such config file')
+    # What can fail cheaply fails before the model is built.
+    check_export_args(out_file, shape, opset)
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    start = time.perf_counter()
+    model, cfg, dataset_meta = build_deployable(cfg, checkpoint,
+                                                fuse_conv_bn, argmax)
+    shape = tuple(shape) if shape else default_shape(cfg)
+    log(f'exporting {osp.basename(config)} with {checkpoint}: input '
+        f'{"traced at " if dynamic else ""}{shape[0]}x{shape[1]}'
+        f'{", dynamic batch/height/width" if dynamic else ""}'
+        f'{", BN folded" if fuse_conv_bn else ""}', flush=True)
+    meta = export_onnx(
+        model,
+        out_file,
+        shape,
+        dynamic,
+        opset,
+        metadata=dict(
+            config=osp.basename(config),
+            checkpoint=osp.basename(checkpoint),
+            cfg_options=dict(cfg_options or {}),
+            fuse_conv_bn=bool(fuse_conv_bn),
+            dataset_meta=dict(
+                classes=list(dataset_meta.get('classes', ())),
+                palette=[list(map(int, c))
+                         for c in dataset_meta.get('palette', ())])),
+        simplify_check=simplify_check,
+        verbose=verbose)
+    size_mb = osp.getsize(out_file) / 2**20
+    outputs = 'logits, labels' if argmax else 'logits'
+    log(f'wrote {out_file}: {size_mb:.1f} MiB, opset {meta["opset"]}, input '
+        f'image [{"N" if dynamic else 1}, 3, '
+        f'{"H, W" if dynamic else f"{shape[0]}, {shape[1]}"}] raw '
+        f'{meta["input"]["channel_order"]} 0..255, outputs {outputs} '
+        f'({time.perf_counter() - start:.1f} s)', flush=True)
+    for size, (diff, scale, agree) in meta.get('check', {}).items():
+        log(f'check {size}: ONNX Runtime vs PyTorch max |diff| {diff:.3g} '
+            f'(logits up to {scale:.3g}), labels equal at {agree:.4%} of '
+            'pixels', flush=True)
+    return meta
+
+
 def main():
     args = parse_args()
-    from deeplabplus_mm.apis.export import run_export
     try:
         run_export(args.config, args.checkpoint, args.out, shape=args.shape,
                    dynamic=args.dynamic, opset=args.opset,

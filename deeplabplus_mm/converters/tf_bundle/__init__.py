@@ -18,8 +18,8 @@ for (not ``range(num_shards)``). Any failure is a
 :class:`TFCheckpointError` of one line naming the file.
 
 CRC-32C checksums come from :mod:`deeplabplus_mm.converters.crc`; the
-writer the tests and benchmarks use is
-:mod:`deeplabplus_mm.converters.tf_bundle_writer`.
+writer the tests and benchmarks use, ``tools/fixtures/tf_bundle_writer.py``,
+is not installed.
 """
 from .errors import TFCheckpointError
 from .meta import read_index

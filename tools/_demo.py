@@ -1,14 +1,14 @@
-"""The pieces of ``make demo`` that are worth testing: the derived config,
-reading the metrics the test runs wrote, the trivial baseline."""
+"""The pieces of ``make demo`` (``tools/demo.py``) that are worth testing:
+the derived config, reading the metrics the test runs wrote, the trivial
+baseline."""
 import glob
 import json
+import os
 import os.path as osp
 from typing import Dict, List, Optional
 
 import numpy as np
 from PIL import Image
-
-from ..datasets.voc_meta import IGNORE_INDEX, NUM_CLASSES
 
 
 def write_demo_config(path: str, base_config: str, data_root: str,
@@ -102,10 +102,12 @@ def read_test_metrics(work_dir: str) -> Dict:
 
 
 def trivial_miou(mask_paths: List[str],
-                 num_classes: int = NUM_CLASSES) -> float:
+                 num_classes: Optional[int] = None) -> float:
     """mIoU (%) of predicting background everywhere, computed as mmseg's
     IoUMetric does (classes absent from the ground truth are NaN and left
-    out; the ignore index is left out)."""
+    out; the ignore index is left out). ``num_classes``: VOC's if None."""
+    from deeplabplus_mm.datasets.voc_meta import IGNORE_INDEX, NUM_CLASSES
+    num_classes = num_classes or NUM_CLASSES
     hist = np.zeros(num_classes, np.int64)
     for path in mask_paths:
         label = np.array(Image.open(path))
@@ -130,7 +132,6 @@ def last_checkpoint(work_dir: str) -> str:
 
 
 def save_summary(path: str, summary: Dict) -> None:
-    import os
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
         json.dump(summary, f, indent=2)

@@ -21,7 +21,8 @@ and get no mask.
 The images (``COCO_ROOT/SPLIT/`` or ``COCO_ROOT/images/SPLIT/``) are only
 checked: they must exist and match the annotation's height and width.
 Masks newer than the annotation file and their image are re-read, not
-re-made. Entry point: :func:`convert_coco_to_voc`.
+re-made. Entry point: :func:`convert_coco_to_voc`; the command:
+``tools/dataset_converters/coco_voc.py``.
 """
 import json
 import os
@@ -33,12 +34,14 @@ from typing import Iterable, List, NamedTuple, Optional, Tuple
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..coco_voc import COCO_TO_VOC, VOC_COCO_CLASSES
-from ..utils import (DatasetError, find_missing_files, first_existing_dir,
-                     format_missing, image_size, is_up_to_date,
-                     read_label_map, run_parallel, write_text_atomic)
-from ..voc_meta import (IGNORE_INDEX, NUM_CLASSES, VOC_CLASSES,
-                        save_palette_png)
+from deeplabplus_mm.datasets.coco_voc import COCO_TO_VOC, VOC_COCO_CLASSES
+from deeplabplus_mm.datasets.utils import (DatasetError, find_missing_files,
+                                           first_existing_dir, format_missing,
+                                           image_size, is_up_to_date,
+                                           read_label_map, run_parallel,
+                                           write_text_atomic)
+from deeplabplus_mm.datasets.voc_meta import (IGNORE_INDEX, NUM_CLASSES,
+                                              VOC_CLASSES, save_palette_png)
 
 
 class Instance(NamedTuple):

@@ -20,7 +20,8 @@ outlines are kept as they are. ``trainaug.txt`` is
 real data, and never a VOC val image.
 
 Masks already newer than their source are left alone, so a second run only
-re-checks. Entry point: :func:`convert_voc_aug`.
+re-checks. Entry point: :func:`convert_voc_aug`; the command:
+``tools/dataset_converters/voc_aug.py``.
 """
 import os
 import os.path as osp
@@ -30,11 +31,13 @@ from typing import List, NamedTuple, Sequence
 import numpy as np
 from scipy.io import loadmat
 
-from ..utils import (DatasetError, check_label_values, find_missing_files,
-                     format_missing, image_size, is_up_to_date,
-                     read_label_map, read_split_names, run_parallel,
-                     write_text_atomic)
-from ..voc_meta import IGNORE_INDEX, NUM_CLASSES, save_palette_png
+from deeplabplus_mm.datasets.utils import (DatasetError, check_label_values,
+                                           find_missing_files, format_missing,
+                                           image_size, is_up_to_date,
+                                           read_label_map, read_split_names,
+                                           run_parallel, write_text_atomic)
+from deeplabplus_mm.datasets.voc_meta import (IGNORE_INDEX, NUM_CLASSES,
+                                              save_palette_png)
 
 VOC_AUG_SIZE = 10582
 

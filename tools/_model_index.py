@@ -1,9 +1,10 @@
 """The model index (OpenMMLab's metafiles) of our configs, computed from the
-configs and the zoo table (:mod:`.zoo`): one entry per config, named like
-the config, plus one per zoo checkpoint that no config entry carries (the
-trainval rows), each with TF's published figures where the zoo has them.
+configs and the zoo table (:mod:`deeplabplus_mm.converters.zoo`): one entry
+per config, named like the config, plus one per zoo checkpoint that no
+config entry carries (the trainval rows), each with TF's published figures
+where the zoo has them.
 
-Used by ``tools/generate_model_index.py`` (which writes the files) only;
+The helper of ``tools/generate_model_index.py`` (which writes the files);
 readers (``mim``, :mod:`deeplabplus_mm.apis.model_zoo`) read the files.
 """
 import glob
@@ -11,7 +12,7 @@ import os.path as osp
 import re
 from typing import Dict, List, Optional
 
-from . import zoo
+from deeplabplus_mm.converters import zoo
 
 NAME_RE = re.compile(
     r'(?P<algo>[a-z0-9]+)_(?P<backbone>[a-z0-9-]+?)-d(?P<os>\d+)_'

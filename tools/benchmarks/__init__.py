@@ -1,0 +1,2 @@
+"""The benchmarks (the commands here, run as scripts) and their helpers
+(the ``_``-prefixed modules)."""
