@@ -67,6 +67,7 @@ def test_backbone_variants_hold_what_archs_describes(backbone):
          c1_channels=8, decoder_use_separable_conv=False),
     dict(type='DensePredictionCellHead', branches=[(-1, (1, 2)), (0, (3, 1))],
          c1_in_channels=0),
+    dict(type='LRASPPTFHead', c1_in_channels=24, image_pooling_crop_size=None),
 ])
 def test_head_variants_hold_what_archs_describes(head):
     head = dict(HEAD, **head)

@@ -48,6 +48,7 @@ ALGORITHMS = {
     'deeplabv3': dict(decoder=False),
     'deeplabv3plus': dict(decoder=True),
     'dpc': dict(decoder=True, head='DensePredictionCellHead'),
+    'lraspp': dict(decoder=True, head='LRASPPTFHead'),
 }
 # Backbone argument that a name's number gives ('xception65': arch=65,
 # 'r101': depth=101); names without such an argument are spelled in the
@@ -75,6 +76,8 @@ ZOO_CONFIGS = [
     '257x257.py',
     'dpc/dpc_xception71-d16_4xb2-90k_cityscapes-769x769.py',
     'dpc/dpc_xception71-d8_4xb2-90k_cityscapes-769x769.py',
+    'lraspp/lraspp_mobilenetv3-large-d32_4xb2-90k_cityscapes-769x769.py',
+    'lraspp/lraspp_mobilenetv3-small-d32_4xb2-90k_cityscapes-769x769.py',
 ]
 
 

@@ -15,8 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import deeplabplus_mm  # noqa: F401  (registers MobileNetV3TF)
 from deeplabplus_mm.archs import mobilenet_v3 as arch
 from deeplabplus_mm.archs import state_shapes
-from deeplabplus_mm.converters import plan
-from deeplabplus_mm.converters import CheckpointInfo
+from deeplabplus_mm.converters import CheckpointInfo, plan
 from deeplabplus_mm.converters.naming import tf_shape
 from deeplabplus_mm.converters.name_tables import MOBILENET_V3
 from deeplabplus_mm.models.backbones.mobilenet_v3_tf import (MobileNetV3TF,

@@ -19,14 +19,16 @@ NAME_RE = re.compile(
     r'(?P<gpus>\d+)xb(?P<batch>\d+)-(?P<iters>\d+)(?P<unit>k|it)_'
     r'(?P<dataset>[a-z0-9-]+)-(?P<crop>\d+x\d+)$')
 METHODS = {'deeplabv3plus': 'DeepLabV3+', 'deeplabv3': 'DeepLabV3',
-           'dpc': 'DeepLab DPC'}
+           'dpc': 'DeepLab DPC', 'lraspp': 'LR-ASPP'}
 BACKBONES = {'xception41': 'Xception-41', 'xception65': 'Xception-65',
              'xception71': 'Xception-71', 'mobilenetv2': 'MobileNetV2',
              'mobilenetv2-dm05': 'MobileNetV2-dm0.5', 'r101': 'R-101',
-             'mobilenetv2-int8': 'MobileNetV2-int8',
-             'mobilenetv2-dm05-int8': 'MobileNetV2-dm0.5-int8',
+             'mobilenetv3-large': 'MobileNetV3-Large',
+             'mobilenetv3-small': 'MobileNetV3-Small',
              'mobilenetv3-edgetpu': 'EdgeTPU-MobileNet',
              'mobilenetv3-edgetpu-dm075': 'EdgeTPU-MobileNet-dm0.75',
+             'mobilenetv2-int8': 'MobileNetV2-int8',
+             'mobilenetv2-dm05-int8': 'MobileNetV2-dm0.5-int8',
              'resnet50-beta': 'ResNet-50-beta',
              'resnet101-beta': 'ResNet-101-beta'}
 DATASETS = {
@@ -49,6 +51,8 @@ PAPERS = {
     'DeepLab DPC': ('Searching for Efficient Multi-Scale Architectures for '
                     'Dense Image Prediction',
                     'https://arxiv.org/abs/1809.04184'),
+    'LR-ASPP': ('Searching for MobileNetV3',
+                'https://arxiv.org/abs/1905.02244'),
 }
 # Figures measured in this repository (the only ones): `make demo` (README,
 # "Quick start": 30 synthetic val images, single scale and --tta).
@@ -196,6 +200,7 @@ def collection_name(folder: str) -> str:
     return {'deeplabv3plus': 'DeepLabV3+ (TF-faithful)',
             'deeplabv3': 'DeepLabV3 (TF-faithful)',
             'dpc': 'DeepLab DPC (TF-faithful)',
+            'lraspp': 'LR-ASPP (TF-faithful)',
             'demo': 'DeepLabV3+ demo'}.get(folder, folder)
 
 

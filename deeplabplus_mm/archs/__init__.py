@@ -15,6 +15,8 @@ shapes) a config's model holds, without building it:
   stride on each block's last unit, multi-grid);
 * :mod:`.heads`: the ASPP, the Dense Prediction Cell and the decoder as
   lists of :class:`~.heads.HeadConv` layers;
+* :mod:`.lraspp`: the MobileNetV3 segmentation head (LR-ASPP: gated 1x1
+  branch, sum-merge decoder whose output is the logits);
 * :mod:`.layers`: :class:`ConvSpec`, :func:`state_shapes` and TF's
   output-stride rule (:func:`~.layers.atrous_schedule`).
 
@@ -44,8 +46,8 @@ records (one per convolution, with its module path) and
 """
 from typing import Callable, Dict, List, Mapping
 
-from . import (fake_quant, heads, mobilenet_v2, mobilenet_v3, resnet_v1_beta,
-               xception)
+from . import (fake_quant, heads, lraspp, mobilenet_v2, mobilenet_v3,
+               resnet_v1_beta, xception)
 from .layers import ConvSpec, state_shapes
 
 # Registered model type -> its convolutions from the config's arguments.
@@ -58,6 +60,7 @@ BACKBONE_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
 HEAD_CONVS: Dict[str, Callable[..., List[ConvSpec]]] = {
     'DeepLabV3PlusTFHead': heads.aspp_head_convs,
     'DensePredictionCellHead': heads.dpc_head_convs,
+    'LRASPPTFHead': lraspp.lraspp_head_convs,
 }
 
 

@@ -89,3 +89,10 @@ def atrous_schedule(strides: Sequence[int], output_stride: Optional[int]
         raise ValueError(f'output stride {output_stride} cannot be reached '
                          f'with strides {tuple(strides)}')
     return schedule
+
+
+def scale_dimension(dim: int, scale: float) -> int:
+    """TF DeepLab's ``model.scale_dimension``: ``int((dim - 1) * scale + 1)``
+    (e.g. 65, 97, 129, 161, 193, 225 for a 129 crop at 0.5 ... 1.75; 769
+    at 1 / 32: 25)."""
+    return int((float(dim) - 1.0) * scale + 1.0)

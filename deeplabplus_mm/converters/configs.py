@@ -22,23 +22,26 @@ DEFAULT_CONFIGS_DIR = osp.join(
 def suggest_config(info: CheckpointInfo,
                    configs_dir: str = DEFAULT_CONFIGS_DIR) -> Optional[str]:
     """Our config for a checkpoint: its algorithm (DeepLab v3+ with a
-    decoder, v3 without, DPC), backbone and, by its number of classes, data
-    set, at output stride 16 (as the zoo trained), fake-quantised
-    (``-int8``) for an 8-bit checkpoint where such a config exists; None if
-    none fits."""
+    decoder, v3 without, DPC, LR-ASPP), backbone and, by its number of
+    classes, data set, at output stride 16 (as the zoo trained; LR-ASPP:
+    32), fake-quantised (``-int8``) for an 8-bit checkpoint where such a
+    config exists; None if none fits."""
     backbone = nt.family_named(info.family).config_name(info.backbone)
     if backbone is None:
         return None
+    stride = 16
     if info.head == 'DensePredictionCellHead':
         algo = 'dpc'
+    elif info.head == 'LRASPPTFHead':  # the zoo's MobileNetV3 models
+        algo, stride = 'lraspp', 32
     else:
         algo = 'deeplabv3plus' if info.decoder or not info.has_head \
             else 'deeplabv3'
-    candidates = sorted(
-        glob.glob(osp.join(configs_dir, algo, f'{algo}_{backbone}-d16_*.py')))
+    candidates = sorted(glob.glob(
+        osp.join(configs_dir, algo, f'{algo}_{backbone}-d{stride}_*.py')))
     if info.quantized:
         candidates = sorted(glob.glob(osp.join(
-            configs_dir, algo, f'{algo}_{backbone}-int8-d16_*.py'))) + \
+            configs_dir, algo, f'{algo}_{backbone}-int8-d{stride}_*.py'))) + \
             candidates
     if not info.has_head:  # ImageNet backbone: any config of it will do
         candidates += sorted(

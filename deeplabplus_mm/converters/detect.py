@@ -91,6 +91,8 @@ def inspect_variables(shapes: Dict[str, tuple]) -> CheckpointInfo:
         head = 'DensePredictionCellHead'
     elif logits is not None:
         head = 'DeepLabV3PlusTFHead'
+    elif nt.SUM_MERGE_LOGITS in shapes:
+        head, logits = 'LRASPPTFHead', shapes[nt.SUM_MERGE_LOGITS]
     else:
         head = None
     return CheckpointInfo(

@@ -331,10 +331,21 @@ DPC_HEAD = ScopeTable(
     [('meta_architecture/branch{i}_{part}', 'branch{i}.{part}_conv'),
      ('meta_architecture/concat_projection', 'concat_projection')] +
     _DECODER_AND_LOGITS, _HEAD_FIELDS)
+# model.py with the zoo's MobileNetV3 flags (LRASPPTFHead): no BN in
+# image_pooling and the decoder, whose decoder_conv0 gives the logits.
+LRASPP_HEAD = ScopeTable(
+    [('image_pooling', 'image_pooling', 'plain'),
+     ('aspp0', 'aspp0'),
+     ('decoder/feature_projection0', 'feature_projection0', 'plain'),
+     ('decoder/decoder_conv0', 'conv_seg', 'plain')])
+# a checkpoint whose decoder output is the logits holds this (and no
+# logits/semantic); its last dimension is the number of classes
+SUM_MERGE_LOGITS = 'decoder/decoder_conv0/biases'
 # our registered head -> its table
 HEADS: Dict[str, ScopeTable] = {
     'DeepLabV3PlusTFHead': ASPP_HEAD,
     'DensePredictionCellHead': DPC_HEAD,
+    'LRASPPTFHead': LRASPP_HEAD,
 }
 # TF scopes that only the heads have (a checkpoint without them is an
 # ImageNet backbone).

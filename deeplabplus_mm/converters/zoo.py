@@ -73,12 +73,13 @@ _VOC = '4xb4-30k_voc12aug-513x513'
 _CITY = '4xb2-90k_cityscapes-769x769'
 _ADE = '4xb4-150k_ade20k-513x513'
 _V3P, _V3, _DPC = 'deeplabv3plus', 'deeplabv3', 'dpc'
+# the zoo's MobileNetV3 models: LR-ASPP head, output stride 32
+_LR, _LRASPP = 'lraspp', 'LRASPPTFHead'
+_MNV3 = 'lraspp_mobilenetv3-{}-d32_' + _CITY
 _ONE = 'OS {}, scale 1.0'
 _MS_VOC = 'OS 8, scales 0.5:0.25:1.75 + flip'
 _MS_CITY = 'OS 8, scales 0.75:0.25:1.25 + flip'
 _HEAD = 'DeepLabV3PlusTFHead'
-_NO_MNV3 = ('not yet supported: MobileNetV3 Cityscapes head (the backbone '
-            'is MobileNetV3TF; the head these zoo flags build is not here)')
 _MNV2_INT8 = 'deeplabv3_mobilenetv2-int8-d16_{}'
 _MNV2_DM05_INT8 = 'deeplabv3_mobilenetv2-dm05-int8-d16_{}'
 
@@ -144,15 +145,17 @@ ZOO_ROWS: List[Row] = [
     Row('mobilenetv3_large_cityscapes_trainfine',
         TF_MODELS +
         'deeplab_mnv3_large_cityscapes_trainfine_2019_11_15.tar.gz',
-        'cityscapes', 'mobilenet_v3_large_seg', _HEAD, 19, None,
-        (Result('', 72.41, 'val', False, _ONE.format(32)), ), '17MB',
-        _NO_MNV3),
+        'cityscapes', 'mobilenet_v3_large_seg', _LRASPP, 19,
+        _cfg(_LR, _MNV3.format('large')),
+        (Result(_cfg(_LR, _MNV3.format('large')), 72.41, 'val', False,
+                _ONE.format(32)), ), '17MB'),
     Row('mobilenetv3_small_cityscapes_trainfine',
         TF_MODELS +
         'deeplab_mnv3_small_cityscapes_trainfine_2019_11_15.tar.gz',
-        'cityscapes', 'mobilenet_v3_small_seg', _HEAD, 19, None,
-        (Result('', 68.99, 'val', False, _ONE.format(32)), ), '5MB',
-        _NO_MNV3),
+        'cityscapes', 'mobilenet_v3_small_seg', _LRASPP, 19,
+        _cfg(_LR, _MNV3.format('small')),
+        (Result(_cfg(_LR, _MNV3.format('small')), 68.99, 'val', False,
+                _ONE.format(32)), ), '5MB'),
     Row('xception65_cityscapes_trainfine',
         TF_MODELS + 'deeplabv3_cityscapes_train_2018_02_06.tar.gz',
         'cityscapes', 'xception_65', _HEAD, 19,

@@ -33,9 +33,9 @@ Stored: ``variables.tsv`` (every global variable but ``global_step``: name
 and shape, in TF's creation order), ``logits.npz`` (per size ``HxW``:
 ``logits_HxW``, the merged logits at the model's output resolution
 (before ``predict_labels`` resizes them to the image), NHWC; ``<key>_HxW``
-for each extra graph tensor the case names) and ``reference.json`` (case, flags, sizes, TF version and
-TF's agreement with itself: the max |diff| between 1 and 2 intra-op
-threads). The test regenerates the image and the weights from the same
+for each extra graph tensor the case names) and ``reference.json`` (case, flags, sizes, TF version,
+the case's ``cfg_options`` for our config, and TF's agreement with itself:
+the max |diff| between 1 and 2 intra-op threads). The test regenerates the image and the weights from the same
 rules, so nothing but TF's outputs is stored.
 """
 import argparse
@@ -50,11 +50,23 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import tf_values  # noqa: E402
 from train_reference import setup_tf  # noqa: E402
 
+# model_zoo.md's MobileNetV3 flags, but an image pooling window that fits
+# small images (33,65 at OS 32: 2x3; the zoo's 769,769: 25x25): the test
+# gives the config the same through the case's cfg_options.
+MNV3_FLAGS = [
+    '--image_pooling_crop_size=33,65', '--image_pooling_stride=4,5',
+    '--add_image_level_feature=1', '--aspp_convs_filters=128',
+    '--aspp_with_concat_projection=0',
+    '--aspp_with_squeeze_and_excitation=1', '--decoder_use_sum_merge=1',
+    '--decoder_filters=19', '--decoder_output_is_logits=1',
+    '--image_se_uses_qsigmoid=1', '--decoder_output_stride=8']
+MNV3_CFG_OPTIONS = {'model.decode_head.image_pooling_crop_size': [33, 65]}
 # case -> description, our config, common.py flags (``{tf_code}`` expands),
 # output stride, number of classes, image sizes (H, W), extra graph tensors
-# to store (name without ':0' -> stored key); or, with ``network:
-# 'backbone'``, feature_extractor.extract_features alone (stored as
-# ``features_HxW`` and ``end_points``: TF end point -> stored key) for a
+# to store (name without ':0' -> stored key), cfg_options that give our
+# config the case's flags where they differ from the shipped ones; or, with
+# ``network: 'backbone'``, feature_extractor.extract_features alone (stored
+# as ``features_HxW`` and ``end_points``: TF end point -> stored key) for a
 # backbone whose head is not built here (``backbone``: our backbone's
 # config instead of ``config``).
 CASES = {
@@ -97,6 +109,32 @@ CASES = {
                '--dense_prediction_cell_json={tf_code}/deeplab/core/'
                'dense_prediction_cell_branch5_top1_cityscapes.json'],
         output_stride=16, num_classes=19, sizes=[(65, 65), (71, 93)]),
+    'mobilenetv3_large_cityscapes': dict(
+        description='mobilenetv3_large_cityscapes_trainfine (LR-ASPP, OS '
+        '32, decoder at OS 8) with a 2x3 image pooling window '
+        '(image_pooling_crop_size 33,65 at these small sizes; the zoo: '
+        '769,769 -> 25x25) moved by the zoo\'s stride 4,5',
+        config='configs/lraspp/lraspp_mobilenetv3-large-d32_4xb2-90k_'
+        'cityscapes-769x769.py',
+        flags=MNV3_FLAGS + ['--model_variant=mobilenet_v3_large_seg'],
+        cfg_options=MNV3_CFG_OPTIONS,
+        output_stride=32, num_classes=19, sizes=[(161, 225), (201, 283)],
+        tensors={
+            'MobilenetV3/Conv_1/hard_swish/mul_1': 'features',
+            'MobilenetV3/expanded_conv_5/depthwise_output': 'low_level',
+            'ResizeBilinear': 'gate'}),
+    'mobilenetv3_small_cityscapes': dict(
+        description='mobilenetv3_small_cityscapes_trainfine (as the Large '
+        'case)',
+        config='configs/lraspp/lraspp_mobilenetv3-small-d32_4xb2-90k_'
+        'cityscapes-769x769.py',
+        flags=MNV3_FLAGS + ['--model_variant=mobilenet_v3_small_seg'],
+        cfg_options=MNV3_CFG_OPTIONS,
+        output_stride=32, num_classes=19, sizes=[(161, 225), (201, 283)],
+        tensors={
+            'MobilenetV3/Conv_1/hard_swish/mul_1': 'features',
+            'MobilenetV3/expanded_conv_2/depthwise_output': 'low_level',
+            'ResizeBilinear': 'gate'}),
     'mobilenetv2_voc_8bit': dict(
         description='mobilenetv2_coco_voc_trainaug_8bit (quantize.md: '
         'DeepLab v3, OS 16, 8-bit fake quantisation)',
@@ -220,10 +258,10 @@ def build(case, tf_code, size, quantize=False):
                 image, options, image_pyramid=None, is_training=False,
                 fine_tune_batch_norm=False)
             logits = outputs[common.OUTPUT_TYPE][model.MERGED_LOGITS_SCOPE]
+            if quantize:
+                from tf_contrib.quantize.python import quantize_graph
+                quantize_graph.create_eval_graph()
             fetch = dict(logits=logits)
-        if quantize:
-            from tf_contrib.quantize.python import quantize_graph
-            quantize_graph.create_eval_graph()
         variables = [v for v in tf.global_variables()
                      if v.op.name != 'global_step']
         for tensor, key in spec.get('tensors', {}).items():
@@ -290,6 +328,7 @@ def main():
                 num_classes=spec['num_classes'], quantize=quantize,
                 sizes=['%dx%d' % s for s in spec['sizes']],
                 tensors=spec.get('tensors', {}),
+                cfg_options=spec.get('cfg_options', {}),
                 **{k: spec[k] for k in ('network', 'backbone', 'end_points')
                    if k in spec},
                 tensorflow=tf.__version__,

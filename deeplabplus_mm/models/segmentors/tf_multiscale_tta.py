@@ -11,15 +11,10 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import Tensor
 
+from ...archs.layers import scale_dimension
 from .seg_tta import AccumulatingSegTTAModel, _without_maps
 
 _STRIDES = (1, 2, 4, 8, 16, 32, 64)
-
-
-def scale_dimension(dim: int, scale: float) -> int:
-    """TF DeepLab's ``model.scale_dimension``: ``int((dim - 1) * scale + 1)``
-    (e.g. 65, 97, 129, 161, 193, 225 for a 129 crop at 0.5 ... 1.75)."""
-    return int((float(dim) - 1.0) * scale + 1.0)
 
 
 def tf_resize_to_range(height: int,
