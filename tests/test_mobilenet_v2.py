@@ -13,8 +13,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import deeplabplus_mm  # noqa: F401  (registers MobileNetV2TF)
 import tf_names
 from deeplabplus_mm.converters import CheckpointInfo, plan
-from deeplabplus_mm.models.backbones.mobilenet_v2_tf import (MobileNetV2TF,
-                                                             tf_same_pad)
+from deeplabplus_mm.models.backbones.mobilenet_v2_tf import MobileNetV2TF
+from deeplabplus_mm.models.utils.tf_padding import tf_same_pad
 from mmseg.registry import MODELS
 
 # README item 7: (block, stride, rate) of every block that differs from its

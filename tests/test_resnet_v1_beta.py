@@ -124,10 +124,10 @@ def test_pool1_pads_as_tf_same(hw):
     if hw[0] % 4 == 0:  # 60 x 80: 0 before, 1 after
         assert pads == [0, 1, 0, 1]
     ref = F.max_pool2d(F.pad(root, pads, value=-1e9), 3, 2)
-    from deeplabplus_mm.models.backbones.resnet_v1_beta_tf import \
-        _tf_same_pad_max
-    torch.testing.assert_close(F.max_pool2d(_tf_same_pad_max(root), 3, 2),
-                               ref)
+    from deeplabplus_mm.models.utils.tf_padding import tf_same_pad
+    torch.testing.assert_close(
+        F.max_pool2d(tf_same_pad(root, 3, 2, value=float('-inf')), 3, 2),
+        ref)
     assert captured['pool'].shape[2:] == ref.shape[2:]
 
 

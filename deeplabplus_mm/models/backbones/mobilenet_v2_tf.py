@@ -19,7 +19,6 @@ BN eps 1e-3, keeps the backbone output linear (no ReLU after the last
 from typing import List, Optional, Sequence, Tuple
 
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
@@ -27,17 +26,7 @@ from torch import Tensor
 
 from ...archs import mobilenet_v2 as arch
 from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
-
-
-def tf_same_pad(x: Tensor, kernel_size: int, stride: int) -> Tensor:
-    """Pads ``x`` as TF's 'SAME' does for a strided conv of dilation 1:
-    ``total = max((ceil(n / s) - 1) * s + k - n, 0)`` per dimension,
-    ``total // 2`` before, the rest after."""
-    pads = []
-    for n in (x.shape[3], x.shape[2]):  # F.pad order: width, then height
-        total = max((-(-n // stride) - 1) * stride + kernel_size - n, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads) if any(pads) else x
+from ..utils.tf_padding import tf_same_pad
 
 
 class TFSameConv(ConvModule):

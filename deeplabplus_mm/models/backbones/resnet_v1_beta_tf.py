@@ -27,20 +27,7 @@ from torch import Tensor
 
 from ...archs import resnet_v1_beta as arch
 from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
-
-
-def _tf_same_pad_max(x: Tensor, kernel_size: int = 3,
-                     stride: int = 2) -> Tensor:
-    """TF 'SAME' padding of a max pool (total ``max((ceil(n / s) - 1) * s
-    + k - n, 0)``, ``total // 2`` before): padded cells never win."""
-    pads = []
-    for n in (x.shape[3], x.shape[2]):  # F.pad order: width, then height
-        # ceil(n / s) on non-negative numbers only: an ONNX export traces
-        # // as a division that truncates, which floors only those
-        total = max(((n + stride - 1) // stride - 1) * stride + kernel_size
-                    - n, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads, value=float('-inf')) if any(pads) else x
+from ..utils.tf_padding import tf_same_pad
 
 
 class BottleneckV1(BaseModule):
@@ -183,7 +170,7 @@ class ResNetV1BetaTF(FrozenStagesMixin, BaseModule):
         for scope, _, _ in arch.ROOT:
             x = getattr(self, scope)(x)
         # pool1: slim.max_pool2d 3x3/2 'SAME' (resnet_arg_scope)
-        x = F.max_pool2d(_tf_same_pad_max(x), 3, 2)
+        x = F.max_pool2d(tf_same_pad(x, 3, 2, value=float('-inf')), 3, 2)
         features = [None]
         for block in self.block_names:
             for unit, module in getattr(self, block).named_children():

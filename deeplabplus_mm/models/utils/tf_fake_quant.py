@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from torch import Tensor
 
-from ..backbones.mobilenet_v2_tf import ExpandedConv, tf_same_pad
+from ..backbones.mobilenet_v2_tf import ExpandedConv
+from .tf_padding import tf_same_pad
 
 
 def nudged_range(min_value: float, max_value: float, narrow_range: bool,
