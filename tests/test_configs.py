@@ -292,14 +292,16 @@ def test_voc_family_datasets_load_generated_data(name, synth_voc, tmp_path):
 
 
 def test_config_text_is_formatted_once_and_unchanged():
-    """``import deeplabplus_mm`` memoises the yapf formatting behind
-    ``Config.pretty_text`` (a runner asks for it four times while it
-    starts): the text equals mmengine's unmemoised one, a second request
-    does not format again, another config's text is formatted anew."""
+    """``setup_runtime()`` (the tools, RuntimeSetupHook) memoises the yapf
+    formatting behind ``Config.pretty_text`` (a runner asks for it four
+    times while it starts): the text equals mmengine's unmemoised one, a
+    second request does not format again, another config's text is
+    formatted anew."""
     from mmengine.config import config as config_module
 
-    import deeplabplus_mm  # noqa: F401
+    from deeplabplus_mm import setup_runtime
     from deeplabplus_mm.engine.config_text import _memoised
+    setup_runtime()
     memo = config_module.FormatCode
     uncached = memo.uncached
     calls = []
