@@ -22,7 +22,8 @@ from torch import Tensor
 
 # The architecture as data, shared with the TF checkpoint converter.
 from ...archs import xception
-from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
+from ..utils import (FrozenStagesMixin, checkpoint_forward, default_init_cfg,
+                     feature_indices)
 
 
 def _out_of_place(act: nn.Module) -> nn.Module:
@@ -160,23 +161,14 @@ class AlignedXception(FrozenStagesMixin, BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None):
-        if init_cfg is None:
-            init_cfg = [
-                dict(type='Kaiming', layer='Conv2d'),
-                dict(type='Constant', val=1, layer=['_BatchNorm'])
-            ]
-        super().__init__(init_cfg)
+        super().__init__(default_init_cfg(init_cfg))
         units = xception.unit_settings(arch, output_stride, multi_grid)
         num_blocks = len(xception.ARCH_SETTINGS[arch])
         # feature 0: the decoder's low-level feature, then each block's
         self.out_indices = feature_indices(out_indices, num_blocks + 1)
-        if not -1 <= frozen_stages <= num_blocks:
-            raise ValueError(f'frozen_stages must be in [-1, {num_blocks}], '
-                             f'got {frozen_stages}')
         self.arch = arch
         self.output_stride = output_stride
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        self._set_freezing(frozen_stages, num_blocks, norm_eval)
 
         def stem_conv(in_channels, out_channels, stride):
             return ConvModule(in_channels, out_channels, 3, stride=stride,

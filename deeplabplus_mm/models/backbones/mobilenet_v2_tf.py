@@ -25,7 +25,8 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...archs import mobilenet_v2 as arch
-from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
+from ..utils import (FrozenStagesMixin, checkpoint_forward, default_init_cfg,
+                     feature_indices)
 from ..utils.tf_padding import tf_same_pad
 
 
@@ -142,12 +143,7 @@ class MobileNetV2TF(FrozenStagesMixin, BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None):
-        if init_cfg is None:
-            init_cfg = [
-                dict(type='Kaiming', layer='Conv2d'),
-                dict(type='Constant', val=1, layer=['_BatchNorm'])
-            ]
-        super().__init__(init_cfg)
+        super().__init__(default_init_cfg(init_cfg))
         if low_level_stride not in arch.DECODER_END_POINTS:
             raise ValueError('low_level_stride must be one of '
                              f'{sorted(arch.DECODER_END_POINTS)}, got '
@@ -156,11 +152,7 @@ class MobileNetV2TF(FrozenStagesMixin, BaseModule):
                                        divisible_by)
         # feature 0: the decoder's low-level feature, then each layer's
         self.out_indices = feature_indices(out_indices, len(settings) + 1)
-        if not -1 <= frozen_stages <= len(settings):
-            raise ValueError('frozen_stages must be in '
-                             f'[-1, {len(settings)}], got {frozen_stages}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        self._set_freezing(frozen_stages, len(settings), norm_eval)
 
         stem, blocks = settings[0], settings[1:]
         self.conv = TFSameConv(3, stem.out_channels, 3, stride=stem.stride,

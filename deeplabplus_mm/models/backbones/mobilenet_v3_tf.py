@@ -30,7 +30,8 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...archs import mobilenet_v3 as v3_arch
-from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
+from ..utils import (FrozenStagesMixin, checkpoint_forward, default_init_cfg,
+                     feature_indices)
 from .mobilenet_v2_tf import TFSameConv
 
 # conv_blocks / mobilenet_v3: the gating constant as TF writes it.
@@ -176,12 +177,7 @@ class MobileNetV3TF(FrozenStagesMixin, BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None):
-        if init_cfg is None:
-            init_cfg = [
-                dict(type='Kaiming', layer='Conv2d'),
-                dict(type='Constant', val=1, layer=['_BatchNorm'])
-            ]
-        super().__init__(init_cfg)
+        super().__init__(default_init_cfg(init_cfg))
         settings = v3_arch.layer_settings(
             arch, depth_multiplier, output_stride)
         end_points = v3_arch.ARCHS[arch][2]
@@ -194,12 +190,7 @@ class MobileNetV3TF(FrozenStagesMixin, BaseModule):
         if 0 in self.out_indices and low_level_stride is None:
             raise ValueError('feature 0 (the low-level feature) needs a '
                              'low_level_stride')
-        if not -1 <= frozen_stages <= len(settings):
-            raise ValueError('frozen_stages must be in '
-                             f'[-1, {len(settings)}], got '
-                             f'{frozen_stages}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        self._set_freezing(frozen_stages, len(settings), norm_eval)
 
         self.layer_names: List[str] = []  # module names, layer order
         for setting in settings:

@@ -26,7 +26,8 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...archs import resnet_v1_beta as arch
-from ..utils import FrozenStagesMixin, checkpoint_forward, feature_indices
+from ..utils import (FrozenStagesMixin, checkpoint_forward, default_init_cfg,
+                     feature_indices)
 from ..utils.tf_padding import tf_same_pad
 
 
@@ -123,25 +124,16 @@ class ResNetV1BetaTF(FrozenStagesMixin, BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None):
-        if init_cfg is None:
-            init_cfg = [
-                dict(type='Kaiming', layer='Conv2d'),
-                dict(type='Constant', val=1, layer=['_BatchNorm'])
-            ]
-        super().__init__(init_cfg)
+        super().__init__(default_init_cfg(init_cfg))
         if low_level_stride not in (4, 8, 16):
             raise ValueError('low_level_stride must be 4, 8 or 16, got '
                              f'{low_level_stride!r}')
         settings = arch.unit_settings(depth, output_stride, multi_grid)
         num_blocks = len(arch.BLOCKS[depth])
         self.out_indices = feature_indices(out_indices, num_blocks + 1)
-        if not -1 <= frozen_stages <= num_blocks:
-            raise ValueError(f'frozen_stages must be in [-1, {num_blocks}], '
-                             f'got {frozen_stages}')
         self.depth = depth
         self.output_stride = output_stride
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        self._set_freezing(frozen_stages, num_blocks, norm_eval)
 
         channels = 3
         for scope, out, stride in arch.ROOT:
