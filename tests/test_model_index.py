@@ -28,6 +28,21 @@ def test_committed_files_are_up_to_date():
     assert '0 file(s) stale' in log
 
 
+def test_readme_zoo_table_lists_every_row():
+    """The README's zoo table (generated, kept current by the test above)
+    has one line per zoo row with its config and command; without its
+    marks the generator names the file."""
+    from tools._model_index import readme_with_zoo_table
+    text = open(osp.join(REPO, 'README.md')).read()
+    for row in ZOO_ROWS:
+        (line, ) = [x for x in text.splitlines()
+                    if x.startswith(f'| {row.name} |')]
+        assert f'--zoo {row.name}`' in line
+        assert (row.config or '-') in line
+    with pytest.raises(ValueError, match='README.md: the zoo table marks'):
+        readme_with_zoo_table('# a README without the marks\n')
+
+
 def test_every_config_and_zoo_checkpoint_is_indexed():
     models = {m['Name']: m for m in _models()}
     configs = sorted(

@@ -285,9 +285,41 @@ def _yaml(data) -> str:
                           allow_unicode=True)
 
 
+# The README's zoo table lies between these lines.
+ZOO_TABLE_MARKS = ('<!-- zoo table: python tools/generate_model_index.py -->',
+                   '<!-- end of zoo table -->')
+
+
+def zoo_table() -> str:
+    """Every zoo row: TF's published figures, status, config, command."""
+    lines = ['| zoo row | TF\'s published mIoU (not measured here) | status '
+             '| config it fills | convert |', '|---|---|---|---|---|']
+    for row in zoo.ZOO_ROWS:
+        figures = '; '.join(f'{r.miou:.2f} ({r.split}, {r.protocol})'
+                            for r in row.results) or 'initial checkpoint'
+        status = 'supported' if row.supported else row.status
+        config = f'`{row.config}`' if row.config else '-'
+        lines.append(f'| {row.name} | {figures} | {status} | {config} | '
+                     f'`python tools/convert_tf_checkpoint.py --zoo '
+                     f'{row.name}` |')
+    return '\n'.join(lines) + '\n'
+
+
+def readme_with_zoo_table(text: str) -> str:
+    """The README ``text`` with its zoo table block regenerated."""
+    start, end = ZOO_TABLE_MARKS
+    head, found, rest = text.partition(start + '\n')
+    _, found_end, tail = rest.partition(end)
+    if not (found and found_end):
+        raise ValueError(f'README.md: the zoo table marks {start!r} ... '
+                         f'{end!r} are missing')
+    return head + start + '\n' + zoo_table() + end + tail
+
+
 def generated_files(repo: str) -> Dict[str, str]:
     """Relative path -> text of every generated file."""
-    files = {}
+    with open(osp.join(repo, 'README.md')) as f:
+        files = {'README.md': readme_with_zoo_table(f.read())}
     imports = []
     for folder, entries in models(repo).items():
         metafile = f'configs/{folder}/metafile.yaml'

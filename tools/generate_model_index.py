@@ -8,7 +8,9 @@ From the configs (their names and initial checkpoints) and the zoo table
 it writes, for each folder of ``configs/``, ``metafile.yaml`` (read by ``mim
 search`` / ``mim download`` and by ``MMSegInferencer(model=NAME)`` through
 ``deeplabplus_mm.apis.model_zoo``) and ``README.md`` (the results table, in
-mmseg's format), and ``deeplabplus_mm/.mim/model-index.yml`` importing them.
+mmseg's format), ``deeplabplus_mm/.mim/model-index.yml`` importing them, and
+the zoo table of the repository's README (every row, its status, config and
+command).
 """
 import argparse
 import os
