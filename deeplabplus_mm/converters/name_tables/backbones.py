@@ -1,104 +1,10 @@
-"""TF variable scopes <-> our module paths: one table per backbone family and
-per head, as data.
-
-A table is a list of ``(TF scope template, module path template[, kind])``
-rules. ``{field}`` placeholders stand for a regex given with the table and
-are copied verbatim from one side to the other, so every rule works in both
-directions: TF name -> ``state_dict`` key when converting, key -> TF name to
-say which TF variable a parameter expects. The leaf of a variable
-(``weights``, ``depthwise_weights``, ``BatchNorm/gamma``...) maps by
-:data:`NORM_CONV_LEAVES` for an mmcv ``ConvModule`` with BN (kind ``'norm'``,
-the default) and by :data:`PLAIN_CONV_LEAVES` for a plain ``nn.Conv2d`` with
-bias (kind ``'plain'``: mmseg's ``conv_seg``). Depthwise convs are the TF
-scopes that end in ``depthwise``.
-
-Adding a backbone family = a :class:`Family` here + its model and its
-:mod:`deeplabplus_mm.archs` description; a head likewise with a
-:class:`ScopeTable` in :data:`HEADS`.
-"""
+"""The backbone families: TF DeepLab's feature extractors (and slim's
+ImageNet classifiers) as :class:`~.scopes.Family` tables, and the families
+we do not convert."""
 import re
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import List
 
-# TF leaf -> torch leaf for a ConvModule (conv without bias, then BN).
-NORM_CONV_LEAVES: Dict[str, str] = {
-    'weights': 'conv.weight',
-    'depthwise_weights': 'conv.weight',
-    'BatchNorm/gamma': 'bn.weight',
-    'BatchNorm/beta': 'bn.bias',
-    'BatchNorm/moving_mean': 'bn.running_mean',
-    'BatchNorm/moving_variance': 'bn.running_var',
-}
-# TF leaf -> torch leaf for a plain conv with bias (the logits).
-PLAIN_CONV_LEAVES: Dict[str, str] = {'weights': 'weight', 'biases': 'bias'}
-# torch leaf -> TF leaf; 'weights' is 'depthwise_weights' in a scope that
-# ends in 'depthwise'.
-TORCH_LEAVES = {
-    'norm': {v: k for k, v in NORM_CONV_LEAVES.items()
-             if k != 'depthwise_weights'},
-    'plain': {v: k for k, v in PLAIN_CONV_LEAVES.items()},
-}
-
-
-def _compile(template: str, fields: Dict[str, str]) -> re.Pattern:
-    parts = re.split(r'\{(\w+)\}', template)
-    pattern = ''.join(
-        re.escape(part) if i % 2 == 0 else f'(?P<{part}>{fields[part]})'
-        for i, part in enumerate(parts))
-    return re.compile(pattern + r'\Z')
-
-
-class ScopeTable:
-    """Bidirectional scope rules (see the module docstring).
-
-    Args:
-        rules: ``(tf_template, torch_template)`` or ``(tf_template,
-            torch_template, kind)`` with kind ``'norm'`` or ``'plain'``.
-        fields: placeholder name -> regex of its values.
-    """
-
-    def __init__(self, rules: Sequence[Tuple[str, ...]],
-                 fields: Optional[Dict[str, str]] = None):
-        fields = fields or {}
-        self.rules = []
-        for rule in rules:
-            tf, torch_path = rule[:2]
-            kind = rule[2] if len(rule) > 2 else 'norm'
-            self.rules.append((_compile(tf, fields), tf,
-                               _compile(torch_path, fields), torch_path,
-                               kind))
-
-    def to_torch(self, scope: str) -> Optional[Tuple[str, str]]:
-        """``(module path, kind)`` of a TF scope, or None."""
-        for tf_re, _, _, torch_path, kind in self.rules:
-            match = tf_re.match(scope)
-            if match:
-                return torch_path.format(**match.groupdict()), kind
-        return None
-
-    def to_tf(self, path: str) -> Optional[Tuple[str, str]]:
-        """``(TF scope, kind)`` of a module path, or None."""
-        for _, tf, torch_re, _, kind in self.rules:
-            match = torch_re.match(path)
-            if match:
-                return tf.format(**match.groupdict()), kind
-        return None
-
-
-class Family(NamedTuple):
-    """A backbone family: how to find it in a checkpoint and its table."""
-    name: str  # e.g. 'xception'
-    model_type: str  # our registered backbone
-    root: re.Pattern  # the TF root scope, e.g. xception_65/
-    table: ScopeTable  # scopes below the root
-    ignored: re.Pattern  # classifier parts a DeepLab model does not have
-    # (names -> shapes, root match) -> our backbone's config arguments
-    variant: Callable[[Dict[str, tuple], re.Match], dict]
-    # backbone config arguments -> the TF root scope ('xception_65/')
-    root_of: Callable[[dict], str]
-    # backbone config arguments -> the config name part ('xception65')
-    config_name: Callable[[dict], Optional[str]]
-    # backbone config arguments -> the variant's name ('xception_65')
-    variant_name: Callable[[dict], str]
+from .scopes import Family, ScopeTable
 
 
 def _xception_variant(shapes, root):
@@ -133,7 +39,7 @@ MOBILENET_V2_MULTIPLIERS = (1.0, 0.5, 0.75, 0.35, 1.4, 1.3)
 def _mobilenet_v2_variant(shapes, root):
     """The depth multiplier whose layers have exactly the checkpoint's
     shapes (None if no candidate fits)."""
-    from ..archs import mobilenet_v2
+    from ...archs import mobilenet_v2
     found = {
         name[len('MobilenetV2/'):].rpartition('/')[0]: shape
         for name, shape in shapes.items()
@@ -194,7 +100,7 @@ def _mobilenet_v3_variant(shapes, root):
     """The arch ('large', 'small' under MobilenetV3/, 'edgetpu' under
     MobilenetEdgeTPU/) and depth multiplier whose layers have exactly the
     checkpoint's shapes (None if no candidate fits)."""
-    from ..archs import mobilenet_v3
+    from ...archs import mobilenet_v3
     prefix = root.group(0)
     found = {
         name[len(prefix):].rpartition('/')[0]: shape
@@ -260,7 +166,7 @@ def _resnet_v1_beta_variant(shapes, root):
     """The depth (root scope ``resnet_v1_<depth>/``) when the checkpoint
     is the beta variant (the three-conv root ``conv1_1..3``, not slim's 7x7
     ``conv1``) with that depth's number of units in block 3; None else."""
-    from ..archs import resnet_v1_beta
+    from ...archs import resnet_v1_beta
     depth = int(root.group('depth'))
     prefix = root.group(0)
     if f'{prefix}conv1_1/weights' not in shapes:
@@ -307,54 +213,3 @@ UNSUPPORTED_FAMILIES = [
     (re.compile(r'Inception\w*/|InceptionResnetV2/'), 'inception'),
     (re.compile(r'vgg_\d+/'), 'vgg'),
 ]
-
-# The decoder and logits, shared by the heads (model.refine_by_decoder:
-# separable decoder convs; dense ones are a slim.repeat of two convs).
-_DECODER_AND_LOGITS = [
-    ('decoder/feature_projection0', 'feature_projection0'),
-    ('decoder/decoder_conv{i}_{part}', 'decoder_conv{i}.{part}_conv'),
-    ('decoder/decoder_conv0/decoder_conv0_1', 'decoder_conv0'),
-    ('decoder/decoder_conv0/decoder_conv0_2', 'decoder_conv1'),
-    ('logits/semantic', 'conv_seg', 'plain'),
-]
-_HEAD_FIELDS = dict(i=r'\d+', part='depthwise|pointwise')
-
-# model.extract_features' ASPP (DeepLabV3PlusTFHead).
-ASPP_HEAD = ScopeTable(
-    [('image_pooling', 'image_pooling'),
-     ('aspp{i}', 'aspp.{i}'),
-     ('aspp{i}_{part}', 'aspp.{i}.{part}_conv'),
-     ('concat_projection', 'concat_projection')] + _DECODER_AND_LOGITS,
-    _HEAD_FIELDS)
-# core/dense_prediction_cell.py (DensePredictionCellHead).
-DPC_HEAD = ScopeTable(
-    [('meta_architecture/branch{i}_{part}', 'branch{i}.{part}_conv'),
-     ('meta_architecture/concat_projection', 'concat_projection')] +
-    _DECODER_AND_LOGITS, _HEAD_FIELDS)
-# model.py with the zoo's MobileNetV3 flags (LRASPPTFHead): no BN in
-# image_pooling and the decoder, whose decoder_conv0 gives the logits.
-LRASPP_HEAD = ScopeTable(
-    [('image_pooling', 'image_pooling', 'plain'),
-     ('aspp0', 'aspp0'),
-     ('decoder/feature_projection0', 'feature_projection0', 'plain'),
-     ('decoder/decoder_conv0', 'conv_seg', 'plain')])
-# a checkpoint whose decoder output is the logits holds this (and no
-# logits/semantic); its last dimension is the number of classes
-SUM_MERGE_LOGITS = 'decoder/decoder_conv0/biases'
-# our registered head -> its table
-HEADS: Dict[str, ScopeTable] = {
-    'DeepLabV3PlusTFHead': ASPP_HEAD,
-    'DensePredictionCellHead': DPC_HEAD,
-    'LRASPPTFHead': LRASPP_HEAD,
-}
-# TF scopes that only the heads have (a checkpoint without them is an
-# ImageNet backbone).
-HEAD_ROOTS = re.compile(r'(image_pooling|aspp\d|concat_projection|decoder|'
-                        r'logits|meta_architecture)(/|_)')
-
-# contrib.quantize's range variables (8-bit checkpoints): <scope>/<kind>/
-# min|max; the kinds our fake-quantised models hold
-# (deeplabplus_mm.archs.fake_quant) map to <module>.<kind>.min|max.
-QUANT_RANGE = re.compile(
-    r'(?P<scope>.+)/(?P<kind>\w+_quant)/(?P<end>min|max)\Z')
-QUANT_KINDS = ('weights_quant', 'act_quant', 'post_activation_bypass_quant')
